@@ -1,0 +1,427 @@
+/*
+ * libactor — spawn and supervise actors: children that share nothing with
+ * their parent and talk to it only through messages.
+ *
+ * This header is the whole public API and its manual.  Everything not
+ * declared here is private.
+ *
+ * Conventions
+ * -----------
+ *  - Functions return 0 or a negative error code (ACTOR_E*).  Operating
+ *    system errors pass through as -errno; library errors have their own
+ *    codes (see ACTOR_ERRNO_MAP).  actor_strerror() and actor_err_name()
+ *    name them.  Richer context (a child's traceback, why a backend is
+ *    unavailable, why a spawn failed) lives on the object that failed.
+ *  - Handles are opaque.  No struct crosses the API by value; every callback
+ *    takes a `void *arg` given when it was registered.  Nothing here works
+ *    only as a macro, so the header suits a cffi shim in ABI mode.
+ *  - Values are msgpack.  Arguments, return values and stream items are
+ *    passed as the bytes of ONE msgpack value (encode them with msgpack-c).
+ *    The library copies what it is given before returning; bytes it hands
+ *    to a callback are valid only until that callback returns.
+ *  - Threads.  An actor_rt, its actors and calls belong to the thread that
+ *    runs their loop.  Call these functions only from that thread (from
+ *    inside its callbacks or between runs of the loop).  Every callback runs
+ *    on that thread.  Functions that take no handle (actor_strerror,
+ *    actor_err_name, actor_version*, actor_backend_available) may be called
+ *    from any thread.  Separate runtimes on separate loops are independent.
+ *  - "If a call that takes a callback fails, the callback never runs."
+ *
+ * Message flow
+ * ------------
+ *  A parent spawns an actor (actor_spawn), which says HELLO.  The parent
+ *  calls named functions in it (actor_call_start); a call may stream items in
+ *  both directions before it completes with a return value or an error.
+ *  actor_stop() asks the actor to finish; a deadline later it is sent
+ *  SIGTERM, a deadline after that SIGKILL.  When the actor has exited and
+ *  every pending call has completed, its exit callback runs, and after that
+ *  callback returns the handle is freed.
+ *
+ * The child side (an actor program) uses actor_child_*: it registers named
+ * functions and serves calls on its own loop.  It may itself create an
+ * actor_rt on that loop and spawn children of its own.
+ */
+#ifndef ACTOR_H
+#define ACTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define ACTOR_EXTERN
+#elif __GNUC__ >= 4
+#define ACTOR_EXTERN __attribute__((visibility("default")))
+#else
+#define ACTOR_EXTERN
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define ACTOR_VERSION_MAJOR 0
+#define ACTOR_VERSION_MINOR 1
+#define ACTOR_VERSION_PATCH 0
+#define ACTOR_VERSION_HEX                                                      \
+  ((ACTOR_VERSION_MAJOR << 16) | (ACTOR_VERSION_MINOR << 8) |                  \
+   ACTOR_VERSION_PATCH)
+
+/* Wire protocol version carried by HELLO (docs/protocol.md). */
+#define ACTOR_PROTOCOL_VERSION 1
+
+ACTOR_EXTERN unsigned actor_version(void);            /* ACTOR_VERSION_HEX */
+ACTOR_EXTERN const char *actor_version_string(void);  /* "0.1.0" */
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Library error codes: name, value, message.  Values sit far below any
+ * -errno so the two never collide. */
+#define ACTOR_ERRNO_MAP(XX)                                                    \
+  XX(EBADFRAME, -30001, "malformed frame or message")                          \
+  XX(E2BIG, -30002, "frame larger than the configured maximum")                \
+  XX(EBADKIND, -30003, "unknown message kind")                                 \
+  XX(ENOFUNC, -30004, "no such function in the actor")                         \
+  XX(EVERSION, -30005, "protocol version mismatch")                            \
+  XX(EREMOTE, -30006, "the actor raised an error")                             \
+  XX(ECLOSED, -30007, "the actor ended before answering")                      \
+  XX(ENOHELLO, -30008, "the actor never said hello")                           \
+  XX(ECANCELED, -30009, "cancelled")                                           \
+  XX(ENOBACKEND, -30010, "no backend of that name")                            \
+  XX(EUNAVAIL, -30011, "backend unavailable here")                             \
+  XX(EBLOCKED, -30012, "blocked by the Python runtime")                        \
+  XX(ESTATE, -30013, "operation not valid in this state")                      \
+  XX(ENOTCHILD, -30014, "not started as an actor")                             \
+  XX(ETYPE, -30015, "value of a type that cannot be converted")                \
+  XX(EABANDONED, -30016, "the actor could not be stopped and was abandoned")   \
+  XX(EKILLED, -30017, "the actor was stopped by the runtime")                  \
+  XX(EPYTHON, -30018, "Python runtime error")
+
+typedef enum {
+#define ACTOR__ERR_ENUM(name, val, msg) ACTOR_##name = val,
+  ACTOR_ERRNO_MAP(ACTOR__ERR_ENUM)
+#undef ACTOR__ERR_ENUM
+  ACTOR_ERRNO_MAX = -30000
+} actor_errno_t;
+
+/* Message and name of any code: ours or -errno.  Never NULL. */
+ACTOR_EXTERN const char *actor_strerror(int err);
+ACTOR_EXTERN const char *actor_err_name(int err);   /* "ACTOR_ECLOSED", "ENOENT" */
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef enum {
+  ACTOR_LOG_ERROR = 0,
+  ACTOR_LOG_WARN = 1,
+  ACTOR_LOG_INFO = 2,
+  ACTOR_LOG_DEBUG = 3
+} actor_log_level;
+
+/* The library's own messages.  `msg` is valid during the call only. */
+typedef void (*actor_log_cb)(int level, const char *msg, void *arg);
+
+/* ------------------------------------------------------------------------ */
+/* Opaque handles                                                           */
+/* ------------------------------------------------------------------------ */
+
+struct uv_loop_s;                          /* libuv's uv_loop_t */
+
+typedef struct actor_rt actor_rt;          /* parent-side runtime */
+typedef struct actor_opts actor_opts;      /* spawn options */
+typedef struct actor actor;                /* one child actor */
+typedef struct actor_call actor_call;      /* one call (and its streams) */
+typedef struct actor_child actor_child;    /* the child-side runtime */
+typedef struct actor_ctx actor_ctx;        /* one call, as the child sees it */
+
+/* ------------------------------------------------------------------------ */
+/* Runtime                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Create a runtime on `loop` (adopted: the library never runs it on its own
+ * initiative except in actor_rt_shutdown, and never closes it), or, with
+ * loop == NULL, on a loop the runtime owns and closes.  On failure *rtp is
+ * NULL. */
+ACTOR_EXTERN int actor_rt_new(actor_rt **rtp, struct uv_loop_s *loop);
+
+ACTOR_EXTERN struct uv_loop_s *actor_rt_loop(actor_rt *rt);
+
+/* Run the loop.  mode: 0 = until nothing is left to do, 1 = once (may
+ * block), 2 = once without blocking.  Returns as uv_run() does: non-zero if
+ * there is more to do.  Also fine on an adopted loop. */
+enum { ACTOR_RUN_DEFAULT = 0, ACTOR_RUN_ONCE = 1, ACTOR_RUN_NOWAIT = 2 };
+ACTOR_EXTERN int actor_rt_run(actor_rt *rt, int mode);
+
+/* Driving the loop from a foreign event loop: wait until the backend fd is
+ * readable or the timeout (ms, -1 = none) passes, then call
+ * actor_rt_run(rt, ACTOR_RUN_NOWAIT).  The timeout is 0 while the runtime
+ * has output waiting to be written, so a foreign loop never sleeps on it. */
+ACTOR_EXTERN int actor_rt_backend_fd(actor_rt *rt);
+ACTOR_EXTERN int actor_rt_backend_timeout(actor_rt *rt);
+
+/* Log hook for the library's messages up to `level`.  Without one, messages
+ * go to stderr when the environment variable LIBACTOR_LOG is set to
+ * error|warn|info|debug, and nowhere otherwise. */
+ACTOR_EXTERN void actor_rt_set_log(actor_rt *rt, int level, actor_log_cb cb,
+                                   void *arg);
+
+/* Largest frame accepted from, and announced to, children (default 8 MiB,
+ * minimum 1 KiB).  Affects actors spawned afterwards. */
+ACTOR_EXTERN int actor_rt_set_max_frame(actor_rt *rt, size_t bytes);
+
+/* Message for the last error returned by a call on `rt` (actor_spawn's
+ * reason, for example).  Never NULL; "" when none. */
+ACTOR_EXTERN const char *actor_rt_errmsg(actor_rt *rt);
+
+/* Number of actors currently alive (spawned and not yet freed). */
+ACTOR_EXTERN size_t actor_rt_actor_count(actor_rt *rt);
+
+/* Asynchronous, idempotent close: stops every actor (actor_stop with each
+ * actor's deadlines), and once all have exited and every handle is closed,
+ * calls cb.  The runtime must then be freed with actor_rt_free(). No spawn
+ * is accepted after close. */
+typedef void (*actor_rt_close_cb)(actor_rt *rt, void *arg);
+ACTOR_EXTERN int actor_rt_close(actor_rt *rt, actor_rt_close_cb cb, void *arg);
+
+/* Free a runtime whose close has completed (or that never spawned).
+ * Returns ACTOR_ESTATE, freeing nothing, if close has not completed.
+ * Closes and frees an owned loop.  actor_rt_free(NULL) is a no-op. */
+ACTOR_EXTERN int actor_rt_free(actor_rt *rt);
+
+/* Synchronous convenience: close, run the loop until the close completes
+ * (bounded by the actors' deadlines), free.  Must not be called from
+ * inside a callback of the runtime's loop. */
+ACTOR_EXTERN int actor_rt_shutdown(actor_rt *rt);
+
+/* ------------------------------------------------------------------------ */
+/* Backends                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Whether the named backend can spawn here.  Returns 0, ACTOR_ENOBACKEND,
+ * or ACTOR_EUNAVAIL / ACTOR_EBLOCKED with a static reason in *why (may be
+ * NULL).  Safe from any thread. */
+ACTOR_EXTERN int actor_backend_available(const char *name, const char **why);
+
+/* Names of the compiled-in backends, NULL-terminated, static. */
+ACTOR_EXTERN const char *const *actor_backend_names(void);
+
+/* ------------------------------------------------------------------------ */
+/* Spawn options                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* stdout/stderr of a child */
+enum {
+  ACTOR_STDIO_INHERIT = 0, /* the parent's (default) */
+  ACTOR_STDIO_DISCARD = 1, /* /dev/null */
+  ACTOR_STDIO_CAPTURE = 2  /* read by the runtime, handed over line by line */
+};
+
+/* Options are copied in by every setter and read by actor_spawn; one
+ * actor_opts may serve many spawns.  Setters return ACTOR_EINVAL-style
+ * errors (-EINVAL) for bad values and -ENOMEM. */
+ACTOR_EXTERN int actor_opts_new(actor_opts **op);
+ACTOR_EXTERN void actor_opts_free(actor_opts *o);  /* NULL is a no-op */
+
+/* Backend by name; default "subproc". */
+ACTOR_EXTERN int actor_opts_set_backend(actor_opts *o, const char *backend);
+/* subproc: the executable (a path, or a name looked up in PATH). */
+ACTOR_EXTERN int actor_opts_set_program(actor_opts *o, const char *path);
+/* Appended to argv after argv[0] (the program). */
+ACTOR_EXTERN int actor_opts_add_arg(actor_opts *o, const char *arg);
+/* "NAME=value" added to the child's environment.  The child starts from the
+ * parent's environment unless actor_opts_clear_env() was called. */
+ACTOR_EXTERN int actor_opts_add_env(actor_opts *o, const char *name_value);
+ACTOR_EXTERN int actor_opts_clear_env(actor_opts *o);
+ACTOR_EXTERN int actor_opts_set_cwd(actor_opts *o, const char *dir);
+/* A name for logs and HELLO; default: the program's base name. */
+ACTOR_EXTERN int actor_opts_set_name(actor_opts *o, const char *name);
+/* fd: 1 or 2; mode: ACTOR_STDIO_*. */
+ACTOR_EXTERN int actor_opts_set_stdio(actor_opts *o, int fd, int mode);
+/* Deadlines in milliseconds; 0 keeps the default.
+ *   hello:    spawn -> HELLO (default 10000)
+ *   graceful: STOP -> SIGTERM (default 2000)
+ *   term:     SIGTERM -> SIGKILL (default 2000)
+ *   kill:     SIGKILL -> abandoned (default 2000) */
+ACTOR_EXTERN int actor_opts_set_deadlines(actor_opts *o, uint64_t hello_ms,
+                                          uint64_t graceful_ms,
+                                          uint64_t term_ms, uint64_t kill_ms);
+
+/* Callbacks, each with its own arg.
+ *   exit:   the actor has exited and every call has completed; the handle
+ *           is freed when this returns.  Query actor_exit_*() inside it.
+ *   hello:  the actor said HELLO (status 0) — or failed to (status < 0,
+ *           followed later by exit).
+ *   output: one line of captured stdout (fd 1) or stderr (fd 2), without
+ *           its newline; a final unterminated line is delivered too. */
+typedef void (*actor_exit_cb)(actor *a, void *arg);
+typedef void (*actor_hello_cb)(actor *a, int status, void *arg);
+typedef void (*actor_output_cb)(actor *a, int fd, const char *line,
+                                size_t len, void *arg);
+ACTOR_EXTERN int actor_opts_on_exit(actor_opts *o, actor_exit_cb cb, void *arg);
+ACTOR_EXTERN int actor_opts_on_hello(actor_opts *o, actor_hello_cb cb,
+                                     void *arg);
+ACTOR_EXTERN int actor_opts_on_output(actor_opts *o, actor_output_cb cb,
+                                      void *arg);
+
+/* ------------------------------------------------------------------------ */
+/* Actors (parent side)                                                     */
+/* ------------------------------------------------------------------------ */
+
+enum {
+  ACTOR_STATE_STARTING = 0, /* spawned, waiting for HELLO */
+  ACTOR_STATE_RUNNING = 1,  /* said HELLO */
+  ACTOR_STATE_STOPPING = 2, /* actor_stop() or a failure is ending it */
+  ACTOR_STATE_EXITED = 3    /* gone; only seen inside the exit callback */
+};
+
+/* Spawn.  On success *ap is the new actor (calls may be made at once; they
+ * are delivered after HELLO).  On failure nothing was started, no callback
+ * will run, *ap is NULL and actor_rt_errmsg() says why (for example
+ * -ENOENT: "subproc: cannot execute './nope': no such file or directory"). */
+ACTOR_EXTERN int actor_spawn(actor_rt *rt, const actor_opts *o, actor **ap);
+
+/* Ask the actor to finish: STOP, then SIGTERM after the graceful deadline,
+ * SIGKILL after the term deadline.  Idempotent.  Completes through the
+ * exit callback. */
+ACTOR_EXTERN int actor_stop(actor *a);
+/* Skip the graceful step: signal now (SIGTERM, or SIGKILL if `hard`). */
+ACTOR_EXTERN int actor_kill(actor *a, int hard);
+
+ACTOR_EXTERN int actor_state(const actor *a);
+ACTOR_EXTERN const char *actor_name(const actor *a);
+ACTOR_EXTERN const char *actor_backend(const actor *a);
+ACTOR_EXTERN int actor_pid(const actor *a);        /* 0 when none */
+ACTOR_EXTERN uint64_t actor_id(const actor *a);    /* unique per runtime */
+ACTOR_EXTERN void actor_set_data(actor *a, void *data);
+ACTOR_EXTERN void *actor_get_data(const actor *a);
+
+/* Exit information; meaningful in the exit callback.
+ *   status: the process exit code (-1 if it did not exit normally)
+ *   signal: the signal that ended it (0 if none)
+ *   error:  0 for a normal end; otherwise why the runtime ended it or what
+ *           went wrong (ACTOR_ENOHELLO, ACTOR_EVERSION, ACTOR_EBADFRAME,
+ *           ACTOR_EKILLED, ACTOR_EABANDONED, -errno ...)
+ *   reason: a sentence describing how it ended.  Never NULL. */
+ACTOR_EXTERN int actor_exit_status(const actor *a);
+ACTOR_EXTERN int actor_exit_signal(const actor *a);
+ACTOR_EXTERN int actor_exit_error(const actor *a);
+ACTOR_EXTERN const char *actor_exit_reason(const actor *a);
+
+/* ------------------------------------------------------------------------ */
+/* Calls (parent side)                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Events of a call.
+ *   ITEM: the actor streamed a value (data/len: one msgpack value).
+ *   END:  the actor ended its stream (no data).
+ *   DONE: the call completed.  status 0: data/len is the return value.
+ *         Otherwise an error code; ACTOR_EREMOTE carries details in
+ *         actor_call_error_type/_message/_traceback.  The call is freed
+ *         when this event's callback returns.
+ * DONE always comes last and exactly once, whatever happens to the actor. */
+enum { ACTOR_EV_ITEM = 1, ACTOR_EV_END = 2, ACTOR_EV_DONE = 3 };
+typedef void (*actor_call_cb)(actor_call *c, int event, int status,
+                              const char *data, size_t len, void *arg);
+
+/* Call function `fn` of actor `a` with `args` (one msgpack value, usually
+ * an array; NULL/0 sends nil).  *cp (optional) receives the call handle,
+ * valid until DONE.  Several calls may be in flight at once. */
+ACTOR_EXTERN int actor_call_start(actor *a, const char *fn, const void *args,
+                            size_t args_len, actor_call_cb cb, void *arg,
+                            actor_call **cp);
+
+/* Two-way streams: send one item to the actor's side of the call, or end
+ * this side (the actor sees end of input).  ACTOR_ESTATE after end/DONE. */
+ACTOR_EXTERN int actor_call_send(actor_call *c, const void *item, size_t len);
+ACTOR_EXTERN int actor_call_end(actor_call *c);
+
+/* Ask the actor to cancel this call.  The call still ends with DONE —
+ * normally status ACTOR_ECANCELED, or whatever the actor answered first. */
+ACTOR_EXTERN int actor_call_cancel(actor_call *c);
+
+ACTOR_EXTERN actor *actor_call_actor(const actor_call *c);
+ACTOR_EXTERN const char *actor_call_fn(const actor_call *c);
+/* Details of a failed call; valid inside the DONE callback; never NULL. */
+ACTOR_EXTERN const char *actor_call_error_type(const actor_call *c);
+ACTOR_EXTERN const char *actor_call_error_message(const actor_call *c);
+ACTOR_EXTERN const char *actor_call_traceback(const actor_call *c);
+
+/* ------------------------------------------------------------------------ */
+/* The child side                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* A served function.  `args`/`len` is one msgpack value, valid during the
+ * call.  The function answers with exactly one of actor_ctx_return or
+ * actor_ctx_error — before returning or later, from any callback of the
+ * child's loop.  Returning a negative code without having answered makes
+ * the runtime answer with that error. */
+typedef int (*actor_fn)(actor_ctx *x, const char *args, size_t len,
+                        void *arg);
+
+/* Attach to the channel the parent made (found through the environment).
+ * ACTOR_ENOTCHILD when the process was not started as an actor.  loop:
+ * adopted, or NULL for one the child runtime owns. */
+ACTOR_EXTERN int actor_child_new(actor_child **cp, struct uv_loop_s *loop);
+ACTOR_EXTERN struct uv_loop_s *actor_child_loop(actor_child *c);
+ACTOR_EXTERN const char *actor_child_name(actor_child *c);
+ACTOR_EXTERN void actor_child_set_log(actor_child *c, int level,
+                                      actor_log_cb cb, void *arg);
+
+/* Register `fn` under `name` (copied).  Replaces an earlier one. */
+ACTOR_EXTERN int actor_child_register(actor_child *c, const char *name,
+                                      actor_fn fn, void *arg);
+
+/* Called once when the parent asks the actor to stop or goes away; every
+ * call in progress has been told it is cancelled.  Use it to close a
+ * runtime of the actor's own (its children) and other handles. */
+typedef void (*actor_child_stop_cb)(actor_child *c, void *arg);
+ACTOR_EXTERN void actor_child_on_stop(actor_child *c, actor_child_stop_cb cb,
+                                      void *arg);
+
+/* Say HELLO and start serving on the loop. */
+ACTOR_EXTERN int actor_child_start(actor_child *c);
+/* Start, then run the loop until the actor is stopped and every handle on
+ * the loop is closed.  Returns the exit code the process should use. */
+ACTOR_EXTERN int actor_child_run(actor_child *c);
+/* Finish serving on our own initiative (as if STOP had arrived). */
+ACTOR_EXTERN void actor_child_stop(actor_child *c);
+/* Free (the loop too, if owned).  NULL is a no-op. */
+ACTOR_EXTERN void actor_child_free(actor_child *c);
+
+/* Answer a call: completes it, and `x` is freed. */
+ACTOR_EXTERN int actor_ctx_return(actor_ctx *x, const void *value, size_t len);
+ACTOR_EXTERN int actor_ctx_error(actor_ctx *x, const char *type,
+                                 const char *message, const char *traceback);
+/* Stream one item to the parent.  May block briefly when the parent reads
+ * slower than the actor writes (backpressure), never without bound while
+ * the parent is alive.  ACTOR_ECANCELED once the call is cancelled. */
+ACTOR_EXTERN int actor_ctx_yield(actor_ctx *x, const void *item, size_t len);
+/* End the actor's item stream (the parent sees ACTOR_EV_END). */
+ACTOR_EXTERN int actor_ctx_end(actor_ctx *x);
+
+/* Receive the parent's items of a two-way call: data/len per item, then
+ * one call with data == NULL when the parent ends its side. Register it
+ * before the function returns. */
+typedef void (*actor_item_cb)(actor_ctx *x, const char *data, size_t len,
+                              void *arg);
+ACTOR_EXTERN void actor_ctx_on_item(actor_ctx *x, actor_item_cb cb, void *arg);
+
+/* Cancellation: a flag, and an optional callback run when it is set. */
+typedef void (*actor_cancel_cb)(actor_ctx *x, void *arg);
+ACTOR_EXTERN void actor_ctx_on_cancel(actor_ctx *x, actor_cancel_cb cb,
+                                      void *arg);
+ACTOR_EXTERN int actor_ctx_cancelled(const actor_ctx *x);
+
+ACTOR_EXTERN const char *actor_ctx_fn(const actor_ctx *x);
+ACTOR_EXTERN actor_child *actor_ctx_child(const actor_ctx *x);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ACTOR_H */

@@ -1,0 +1,105 @@
+/* Channels: a byte pipe between a parent and one child that carries frames.
+ *
+ * The protocol layer appends encoded frames to `out` and calls
+ * actor__chan_kick(); the transport moves them and feeds what arrives to the
+ * framer, which calls back with whole frames.  A transport is an ops table:
+ * the socket one (stream.c) today; an in-process one (ring + uv_async) for
+ * sub-interpreters plugs in without touching the protocol or the runtime.
+ *
+ * Contract of the callbacks (all on the loop thread):
+ *   on_frame     one whole frame; return non-zero to stop delivery (the
+ *                owner is closing the channel).
+ *   on_oversize  a frame over max_frame was skipped (see codec.h).
+ *   on_eof       the peer is gone: end of stream (err 0) or an error
+ *                (-errno).  Called at most once; nothing is delivered after.
+ *   on_closed    actor__chan_close() finished; the memory may be reused.
+ */
+#ifndef ACTOR_IPC_CHAN_H
+#define ACTOR_IPC_CHAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "proto/codec.h"
+#include "util/buf.h"
+
+struct actor__chan;
+
+struct actor__chan_cbs {
+  int (*on_frame)(struct actor__chan *ch, const char *body, size_t len);
+  int (*on_oversize)(struct actor__chan *ch, int kind, uint32_t id,
+                     uint64_t len);
+  void (*on_eof)(struct actor__chan *ch, int err);
+  void (*on_closed)(struct actor__chan *ch);
+};
+
+struct actor__chan_ops {
+  int version;
+  const char *name;
+  /* Schedule a flush of ch->out (never blocks). */
+  void (*kick)(struct actor__chan *ch);
+  /* Write out as much as possible now (never blocks). */
+  int (*flush)(struct actor__chan *ch);
+  /* Block until out holds at most `hwm` bytes or the peer is gone; the
+   * child side's backpressure.  0 or an error (peer gone). */
+  int (*drain)(struct actor__chan *ch, size_t hwm);
+  /* Read and deliver everything the peer has sent so far, without
+   * blocking (used when the child is known to have exited). */
+  void (*pump)(struct actor__chan *ch);
+  /* Stop delivering, release the transport, then call on_closed. */
+  void (*close)(struct actor__chan *ch);
+};
+
+struct actor__chan {
+  const struct actor__chan_ops *ops;
+  const struct actor__chan_cbs *cbs;
+  void *data; /* the owner */
+  uv_loop_t *loop;
+  struct abuf in, out;
+  struct actor__framer framer;
+  msgpack_zone zone; /* scratch for decoding, cleared per frame */
+  int eof;           /* on_eof delivered */
+  int hold;          /* keep `out` queued (parent: until HELLO) */
+  int closing;
+  /* Transport state. */
+  union {
+    struct {
+      int fd;
+      uv_poll_t poll;
+      uv_idle_t idle;
+      int events; /* UV_READABLE/UV_WRITABLE currently watched */
+      int pending_close;
+    } s;
+  } u;
+};
+
+/* Common part, used by the transports. */
+int actor__chan_init(struct actor__chan *ch, uv_loop_t *loop, size_t max_frame,
+                     const struct actor__chan_cbs *cbs, void *data);
+void actor__chan_fini(struct actor__chan *ch);
+/* Feed ch->in to the framer.  Returns non-zero when delivery stopped. */
+int actor__chan_deliver(struct actor__chan *ch);
+void actor__chan_signal_eof(struct actor__chan *ch, int err);
+
+/* Encode one message onto the channel and schedule its flush. */
+int actor__chan_send(struct actor__chan *ch, const struct actor__msg *m);
+
+static inline void actor__chan_kick(struct actor__chan *ch) {
+  ch->ops->kick(ch);
+}
+static inline void actor__chan_release(struct actor__chan *ch) {
+  ch->hold = 0;
+  ch->ops->kick(ch);
+}
+static inline void actor__chan_close(struct actor__chan *ch) {
+  ch->ops->close(ch);
+}
+
+/* Socket transport (stream.c): takes ownership of `fd` (a connected
+ * AF_UNIX stream socket), closing it on close, also on failure. */
+int actor__stream_open(struct actor__chan *ch, uv_loop_t *loop, int fd,
+                       size_t max_frame, const struct actor__chan_cbs *cbs,
+                       void *data);
+
+#endif

@@ -1,0 +1,246 @@
+/* Socket transport: a connected AF_UNIX stream socket watched by a uv_poll_t.
+ *
+ * Why uv_poll and not uv_pipe_t: the protocol encodes frames straight into
+ * one reusable output buffer and wants to hand the kernel everything that
+ * accumulated in one write(); uv_write() would need a request and a stable
+ * buffer per write, and uv_read_start() an allocation callback per read.
+ * With uv_poll the loop tells us when the socket is readable or writable
+ * and we do the (non-blocking) I/O ourselves: one read() per wake-up, one
+ * send() per batch of frames, no allocation in steady state.
+ *
+ * Writes are batched: sending a message only appends to `out` and starts an
+ * idle handle, which makes the loop's next poll non-blocking and flushes
+ * everything that accumulated before it.  A burst of calls made from one
+ * callback therefore costs a single send().  After a read the channel
+ * flushes at once, so replies produced while handling input go out without
+ * an extra loop iteration. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "actor.h"
+#include "ipc/chan.h"
+
+/* Read granularity; the buffer grows past it only for large frames. */
+#define STREAM_READ_CHUNK (64 * 1024)
+/* After a burst, give back memory above this. */
+#define STREAM_KEEP (256 * 1024)
+
+static void stream__poll_cb(uv_poll_t *h, int status, int events);
+
+static void stream__update(struct actor__chan *ch, int events) {
+  if (ch->closing || ch->u.s.events == events)
+    return;
+  ch->u.s.events = events;
+  if (events == 0)
+    uv_poll_stop(&ch->u.s.poll);
+  else
+    uv_poll_start(&ch->u.s.poll, events, stream__poll_cb);
+}
+
+static int stream__flush(struct actor__chan *ch) {
+  ssize_t n;
+
+  if (ch->closing || ch->u.s.fd < 0)
+    return ACTOR_ECLOSED;
+  if (ch->hold)
+    return 0;
+  while (ch->out.len > 0) {
+    n = send(ch->u.s.fd, actor__buf_data(&ch->out), ch->out.len, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        stream__update(ch, UV_READABLE | UV_WRITABLE);
+        return 0;
+      }
+      /* EPIPE, ECONNRESET: the peer is gone.  What it sent before is still
+       * readable; on_eof comes from the read side or from here if reading
+       * is already over. */
+      n = -errno;
+      ch->out.len = 0;
+      ch->out.off = 0;
+      if (!ch->eof)
+        actor__chan_signal_eof(ch, (int)n);
+      return (int)n;
+    }
+    actor__buf_consume(&ch->out, (size_t)n);
+  }
+  actor__buf_trim(&ch->out, STREAM_KEEP);
+  if (!ch->eof)
+    stream__update(ch, UV_READABLE);
+  return 0;
+}
+
+static void stream__idle_cb(uv_idle_t *h) {
+  struct actor__chan *ch = h->data;
+  uv_idle_stop(h);
+  stream__flush(ch);
+}
+
+static void stream__kick(struct actor__chan *ch) {
+  if (ch->closing || ch->hold || ch->out.len == 0)
+    return;
+  if (!uv_is_active((uv_handle_t *)&ch->u.s.idle))
+    uv_idle_start(&ch->u.s.idle, stream__idle_cb);
+}
+
+/* One read() and the frames it completes.  Returns the bytes read, 0 at
+ * EOF or error (on_eof delivered), -1 when nothing was there. */
+static ssize_t stream__read(struct actor__chan *ch) {
+  ssize_t n;
+
+  if (actor__buf_reserve(&ch->in, STREAM_READ_CHUNK)) {
+    actor__chan_signal_eof(ch, -ENOMEM);
+    return 0;
+  }
+  do
+    n = read(ch->u.s.fd, actor__buf_tail(&ch->in), actor__buf_room(&ch->in));
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+      return -1;
+    n = -errno;
+    stream__update(ch, 0);
+    actor__chan_signal_eof(ch, (int)n);
+    return 0;
+  }
+  if (n == 0) {
+    stream__update(ch, 0);
+    actor__chan_signal_eof(ch, 0);
+    return 0;
+  }
+  ch->in.len += (size_t)n;
+  actor__chan_deliver(ch);
+  if (!ch->closing && ch->in.len == 0)
+    actor__buf_trim(&ch->in, STREAM_KEEP);
+  return n;
+}
+
+static void stream__pump(struct actor__chan *ch) {
+  while (!ch->closing && !ch->eof && stream__read(ch) > 0)
+    ;
+}
+
+static void stream__poll_cb(uv_poll_t *h, int status, int events) {
+  struct actor__chan *ch = h->data;
+
+  if (ch->closing)
+    return;
+  if (status < 0) {
+    /* The fd is in an error state; let read() report what it is. */
+    events = UV_READABLE;
+  }
+  if (events & (UV_READABLE | UV_DISCONNECT)) {
+    stream__read(ch);
+    if (ch->closing)
+      return;
+  }
+  /* Flush what we have (replies produced while handling input, or what
+   * waited for the socket to become writable). */
+  if (ch->out.len > 0) {
+    stream__flush(ch);
+    if (!ch->closing && ch->out.len == 0 &&
+        uv_is_active((uv_handle_t *)&ch->u.s.idle))
+      uv_idle_stop(&ch->u.s.idle);
+  }
+}
+
+static int stream__drain(struct actor__chan *ch, size_t hwm) {
+  struct pollfd pfd;
+  int r;
+
+  while (ch->out.len > hwm) {
+    r = stream__flush(ch);
+    if (r)
+      return r;
+    if (ch->out.len <= hwm)
+      break;
+    /* Blocking here is the backpressure the child wants: the parent always
+     * reads (its loop never blocks on a child), so this ends when the
+     * parent catches up, or with POLLHUP/POLLERR when it is gone. */
+    pfd.fd = ch->u.s.fd;
+    pfd.events = POLLOUT;
+    pfd.revents = 0;
+    r = poll(&pfd, 1, -1);
+    if (r < 0 && errno != EINTR)
+      return -errno;
+    if (pfd.revents & (POLLERR | POLLHUP | POLLNVAL)) {
+      r = stream__flush(ch); /* collects the errno */
+      return r ? r : ACTOR_ECLOSED;
+    }
+  }
+  return 0;
+}
+
+static void stream__handle_closed(uv_handle_t *h) {
+  struct actor__chan *ch = h->data;
+  if (--ch->u.s.pending_close > 0)
+    return;
+  actor__chan_fini(ch);
+  if (ch->cbs->on_closed)
+    ch->cbs->on_closed(ch);
+}
+
+static void stream__close(struct actor__chan *ch) {
+  if (ch->closing)
+    return;
+  /* Last chance for queued frames (a final ERROR, a STOP): one
+   * non-blocking attempt, never a wait. */
+  if (ch->out.len > 0 && !ch->eof)
+    stream__flush(ch);
+  ch->closing = 1;
+  ch->u.s.pending_close = 2;
+  uv_close((uv_handle_t *)&ch->u.s.poll, stream__handle_closed);
+  uv_close((uv_handle_t *)&ch->u.s.idle, stream__handle_closed);
+  /* libuv has stopped watching the fd once uv_close() returns, so it can
+   * be closed now; the handle memory stays ours until the callbacks. */
+  close(ch->u.s.fd);
+  ch->u.s.fd = -1;
+}
+
+static const struct actor__chan_ops stream_ops = {
+    1,           "stream",     stream__kick, stream__flush,
+    stream__drain, stream__pump, stream__close,
+};
+
+int actor__stream_open(struct actor__chan *ch, uv_loop_t *loop, int fd,
+                       size_t max_frame, const struct actor__chan_cbs *cbs,
+                       void *data) {
+  int r, fl;
+
+  r = actor__chan_init(ch, loop, max_frame, cbs, data);
+  if (r)
+    goto fail;
+  ch->ops = &stream_ops;
+  ch->u.s.fd = fd;
+  fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+      fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+    r = -errno;
+    goto fail_fini;
+  }
+  r = uv_poll_init_socket(loop, &ch->u.s.poll, fd);
+  if (r)
+    goto fail_fini;
+  ch->u.s.poll.data = ch;
+  uv_idle_init(loop, &ch->u.s.idle);
+  ch->u.s.idle.data = ch;
+  ch->u.s.events = UV_READABLE;
+  /* uv_poll_start() only validates its arguments and queues the watcher
+   * (epoll_ctl happens in the next poll, and uv_poll_init_socket() already
+   * checked the fd is pollable): it cannot fail here. */
+  if (uv_poll_start(&ch->u.s.poll, UV_READABLE, stream__poll_cb))
+    abort();
+  return 0;
+
+fail_fini:
+  actor__chan_fini(ch);
+fail:
+  close(fd);
+  return r;
+}

@@ -1,0 +1,108 @@
+/* Frames and messages (docs/protocol.md is the reference).
+ *
+ * A frame is a 4-byte big-endian length followed by exactly that many bytes
+ * holding ONE msgpack value: an array [kind, id, ...].  The payload of a
+ * message (call arguments, return value, stream item) is its last element
+ * and is carried as-is: the encoder appends the caller's msgpack bytes
+ * without re-encoding, and the decoder hands back a pointer into the frame,
+ * so payloads are never copied or re-packed on either side. */
+#ifndef ACTOR_PROTO_CODEC_H
+#define ACTOR_PROTO_CODEC_H
+
+#include <msgpack.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+
+#define ACTOR__FRAME_HDR 4
+#define ACTOR__DEFAULT_MAX_FRAME (8u << 20)
+#define ACTOR__MIN_MAX_FRAME 1024u
+
+enum actor__msg_kind {
+  ACTOR__MSG_HELLO = 0,  /* child:  [0, 0, version, pid, backend, name] */
+  ACTOR__MSG_CALL = 1,   /* parent: [1, id, fn, args] */
+  ACTOR__MSG_RETURN = 2, /* child:  [2, id, value] */
+  ACTOR__MSG_ERROR = 3,  /* child:  [3, id, type, message, traceback] */
+  ACTOR__MSG_ITEM = 4,   /* both:   [4, id, value] */
+  ACTOR__MSG_END = 5,    /* both:   [5, id] */
+  ACTOR__MSG_CANCEL = 6, /* parent: [6, id] */
+  ACTOR__MSG_STOP = 7,   /* parent: [7, 0] */
+  ACTOR__MSG_KINDS = 8
+};
+
+struct actor__str {
+  const char *p; /* points into the frame; not NUL-terminated */
+  size_t n;
+};
+
+struct actor__msg {
+  int kind;
+  uint32_t id;
+  /* HELLO */
+  uint64_t version;
+  int64_t pid;
+  struct actor__str backend, name;
+  /* CALL */
+  struct actor__str fn;
+  /* ERROR */
+  struct actor__str type, message, traceback;
+  /* CALL args, RETURN value, ITEM value: one msgpack value */
+  const char *payload;
+  size_t payload_len;
+};
+
+/* Error types the runtimes exchange; the parent maps them to codes. */
+#define ACTOR__ERRTYPE_NOFUNC "libactor.NoSuchFunction"
+#define ACTOR__ERRTYPE_CANCELLED "libactor.Cancelled"
+#define ACTOR__ERRTYPE_TOOBIG "libactor.FrameTooBig"
+#define ACTOR__ERRTYPE_BADFRAME "libactor.BadFrame"
+#define ACTOR__ERRTYPE_FAILED "libactor.Failed"
+
+/* Encode one frame at the end of `out`.  The payload (if the kind has one)
+ * must be one msgpack value; NULL/0 encodes nil.  Returns 0, ACTOR_E2BIG if
+ * the frame would exceed max_frame (nothing is appended), or -ENOMEM. */
+int actor__msg_encode(struct abuf *out, const struct actor__msg *m,
+                      size_t max_frame);
+
+/* Decode the frame body (without its length prefix).  Strings and payload
+ * point into `body`.  `zone` is scratch space, cleared by the caller between
+ * frames.  Returns 0, ACTOR_EBADFRAME (not an array of the right shape), or
+ * ACTOR_EBADKIND (an unknown kind; m->kind and m->id are still set). */
+int actor__msg_decode(struct actor__msg *m, const char *body, size_t len,
+                      msgpack_zone *zone);
+
+/* Best-effort read of [kind, id] from the first bytes of a frame body;
+ * used to attribute an oversized frame to its call.  0 or EBADFRAME. */
+int actor__msg_peek(const char *body, size_t len, int *kind, uint32_t *id);
+
+/* 0 when [p, p+len) is exactly one well-formed msgpack value. */
+int actor__msgpack_check(const char *p, size_t len, msgpack_zone *zone);
+
+/* Framer: splits a byte stream into frames, refusing frames larger than the
+ * maximum before any allocation happens — their bytes are skipped as they
+ * arrive, and the first few are kept to name the kind and id. */
+struct actor__framer {
+  size_t max_frame;
+  uint64_t skip;     /* bytes of an oversized frame still to discard */
+  uint64_t skip_len; /* its announced length */
+  int skip_kind;
+  uint32_t skip_id;
+};
+
+struct actor__framer_cbs {
+  /* A whole frame; body valid during the call.  Return non-zero to stop
+   * parsing (the channel is closing). */
+  int (*frame)(void *arg, const char *body, size_t len);
+  /* An oversized frame was skipped: its kind/id if they could be read
+   * (kind -1 otherwise) and announced length. */
+  int (*oversize)(void *arg, int kind, uint32_t id, uint64_t len);
+};
+
+/* Consume what it can from `in`.  Returns 0 (need more bytes), or the
+ * non-zero value a callback returned. Leaves `in` with room reserved for the
+ * rest of a partial frame, or -ENOMEM. */
+int actor__framer_feed(struct actor__framer *f, struct abuf *in,
+                       const struct actor__framer_cbs *cbs, void *arg);
+
+#endif

@@ -1,0 +1,798 @@
+/* Parent-side actors: spawn, the message dispatch, calls and their streams,
+ * and the bounded stop sequence.
+ *
+ * Lifecycle.  An actor is freed when three things are true: the backend
+ * reported that the child is gone (exited, killed, or abandoned after the
+ * last deadline), the channel is closed, and the backend has released its
+ * handles.  Then, and only then, every call still pending completes (DONE
+ * with an error that says how the actor ended), the exit callback runs, and
+ * the memory is released.  Nothing in that chain waits without a deadline:
+ * the stop sequence is STOP -> graceful deadline -> SIGTERM -> term
+ * deadline -> SIGKILL -> kill deadline -> abandoned.
+ *
+ * Re-entrancy.  User callbacks run from inside dispatch and may call back
+ * into the library (stop, call, cancel, close the runtime).  The actor is
+ * never freed synchronously from any of those paths: freeing happens in the
+ * close callback of the actor's timer, on a fresh stack. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rt/internal.h"
+#include "spawn/backend.h"
+
+#define DEFAULT_HELLO_MS 10000
+#define DEFAULT_GRACEFUL_MS 2000
+#define DEFAULT_TERM_MS 2000
+#define DEFAULT_KILL_MS 2000
+#define FREE_CALLS_MAX 256
+
+struct actor_call {
+  struct alist node; /* on rt->free_calls while recycled */
+  actor *a;
+  uint32_t id;
+  int end_sent;
+  int cancel_sent;
+  actor_call_cb cb;
+  void *arg;
+  char fn_inline[48];
+  char *fn;
+  char *err; /* "type\0message\0traceback\0", only after an error */
+  size_t err_type_len, err_msg_len;
+};
+
+static void actor__maybe_finish(actor *a);
+static void actor__stop_begin(actor *a, int graceful);
+
+static const char *call__strs(const actor_call *c, int which) {
+  const char *p;
+  if (c->err == NULL)
+    return "";
+  p = c->err;
+  if (which >= 1)
+    p += c->err_type_len + 1;
+  if (which >= 2)
+    p += c->err_msg_len + 1;
+  return p;
+}
+
+/* ---- calls: allocation ---------------------------------------------------- */
+
+static actor_call *call__alloc(actor_rt *rt) {
+  actor_call *c;
+  if (!alist_empty(&rt->free_calls)) {
+    struct alist *n = rt->free_calls.next;
+    alist_remove(n);
+    rt->nfree_calls--;
+    c = ALIST_ENTRY(n, actor_call, node);
+  } else {
+    c = malloc(sizeof(*c));
+    if (c == NULL)
+      return NULL;
+  }
+  memset(c, 0, sizeof(*c));
+  alist_init(&c->node);
+  return c;
+}
+
+static void call__free(actor_rt *rt, actor_call *c) {
+  if (c->fn != c->fn_inline)
+    free(c->fn);
+  free(c->err);
+  if (rt->nfree_calls < FREE_CALLS_MAX) {
+    alist_insert_tail(&rt->free_calls, &c->node);
+    rt->nfree_calls++;
+  } else {
+    free(c);
+  }
+}
+
+static void call__set_error(actor_call *c, const char *type, size_t tn,
+                            const char *msg, size_t mn, const char *tb,
+                            size_t tbn) {
+  char *p = malloc(tn + mn + tbn + 3);
+  free(c->err);
+  c->err = p;
+  if (p == NULL)
+    return; /* the accessors then return "" */
+  memcpy(p, type, tn);
+  p[tn] = '\0';
+  memcpy(p + tn + 1, msg, mn);
+  p[tn + 1 + mn] = '\0';
+  memcpy(p + tn + mn + 2, tb, tbn);
+  p[tn + mn + 2 + tbn] = '\0';
+  c->err_type_len = tn;
+  c->err_msg_len = mn;
+}
+
+/* Complete a call: DONE to the user, then recycle it. */
+static void call__done(actor_call *c, int status, const char *data,
+                       size_t len) {
+  actor *a = c->a;
+  actor__idmap_del(&a->calls, c->id);
+  if (c->cb != NULL)
+    c->cb(c, ACTOR_EV_DONE, status, data, len, c->arg);
+  call__free(a->rt, c);
+}
+
+static void call__fail(actor_call *c, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void call__fail(actor_call *c, int status, const char *fmt, ...) {
+  char msg[ACTOR__ERRMSG_MAX];
+  const char *name = actor_err_name(status);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  call__set_error(c, name, strlen(name), msg, strlen(msg), "", 0);
+  call__done(c, status, NULL, 0);
+}
+
+/* ---- state changes -------------------------------------------------------- */
+
+static void actor__note(actor *a, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Record why the runtime is ending the actor.  The first reason wins: it is
+ * the cause, later ones are consequences. */
+static void actor__note(actor *a, int err, const char *fmt, ...) {
+  va_list ap;
+  if (a->exit_error != 0)
+    return;
+  a->exit_error = err;
+  va_start(ap, fmt);
+  vsnprintf(a->reason, sizeof(a->reason), fmt, ap);
+  va_end(ap);
+  actor__logf(&a->rt->log, ACTOR_LOG_WARN, "actor '%s': %s (%s)", a->name,
+              a->reason, actor_err_name(err));
+}
+
+static void actor__timer_cb(uv_timer_t *t);
+
+static void actor__arm(actor *a, int stage, uint64_t ms) {
+  a->stage = stage;
+  uv_timer_start(&a->timer, actor__timer_cb, ms, 0);
+}
+
+static void actor__signal(actor *a, int how) {
+  int r = a->backend->signal(a->bstate, how);
+  if (r)
+    actor__logf(&a->rt->log, ACTOR_LOG_DEBUG, "actor '%s': signal: %s",
+                a->name, actor_strerror(r));
+}
+
+/* A protocol violation: the channel can no longer be trusted, so close it
+ * (the child sees EOF and ends) and let the stop sequence bound the rest. */
+static void actor__protocol_fail(actor *a, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void actor__protocol_fail(actor *a, int err, const char *fmt, ...) {
+  char msg[ACTOR__ERRMSG_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  actor__note(a, err, "%s", msg);
+  if (a->chan_open && !a->chan.closing)
+    actor__chan_close(&a->chan);
+  actor__stop_begin(a, 1);
+}
+
+static void actor__timer_cb(uv_timer_t *t) {
+  actor *a = t->data;
+
+  switch (a->stage) {
+  case ACTOR__STAGE_HELLO:
+    actor__note(a, ACTOR_ENOHELLO, "did not say hello within %llu ms",
+                (unsigned long long)a->hello_ms);
+    /* A child that never said hello will not obey STOP: signal at once. */
+    a->state = ACTOR_STATE_STOPPING;
+    if (a->chan_open && !a->chan.closing)
+      actor__chan_close(&a->chan);
+    actor__signal(a, ACTOR__SIG_TERM);
+    actor__arm(a, ACTOR__STAGE_TERM, a->term_ms);
+    break;
+  case ACTOR__STAGE_GRACEFUL:
+    actor__note(a, ACTOR_EKILLED, "did not stop within %llu ms",
+                (unsigned long long)a->graceful_ms);
+    actor__signal(a, ACTOR__SIG_TERM);
+    actor__arm(a, ACTOR__STAGE_TERM, a->term_ms);
+    break;
+  case ACTOR__STAGE_TERM:
+    actor__note(a, ACTOR_EKILLED, "ignored SIGTERM for %llu ms",
+                (unsigned long long)a->term_ms);
+    actor__signal(a, ACTOR__SIG_KILL);
+    actor__arm(a, ACTOR__STAGE_KILL, a->kill_ms);
+    break;
+  case ACTOR__STAGE_KILL:
+    /* SIGKILL did not end it in time (uninterruptible sleep, or a backend
+     * whose child cannot be killed).  Stop waiting: it is reported as
+     * abandoned, and whatever it leaves is the OS's to reap. */
+    a->stage = ACTOR__STAGE_ABANDONED;
+    a->exit_error = ACTOR_EABANDONED;
+    snprintf(a->reason, sizeof(a->reason),
+             "still running %llu ms after SIGKILL; abandoned",
+             (unsigned long long)a->kill_ms);
+    actor__logf(&a->rt->log, ACTOR_LOG_ERROR, "actor '%s': %s", a->name,
+                a->reason);
+    actor__backend_exited(a, -1, 0, ACTOR_EABANDONED);
+    break;
+  default:
+    break;
+  }
+}
+
+/* Begin (or continue) ending the actor.  graceful: send STOP and wait;
+ * otherwise signal at once.  Idempotent; never blocks. */
+static void actor__stop_begin(actor *a, int graceful) {
+  struct actor__msg m;
+
+  if (a->exited)
+    return;
+  if (a->state < ACTOR_STATE_STOPPING)
+    a->state = ACTOR_STATE_STOPPING;
+  if (a->stage >= ACTOR__STAGE_TERM)
+    return; /* already escalating */
+  if (a->stage == ACTOR__STAGE_GRACEFUL) {
+    if (!graceful) {
+      actor__signal(a, ACTOR__SIG_TERM);
+      actor__arm(a, ACTOR__STAGE_TERM, a->term_ms);
+    }
+    return;
+  }
+  if (!graceful) {
+    actor__signal(a, ACTOR__SIG_TERM);
+    actor__arm(a, ACTOR__STAGE_TERM, a->term_ms);
+    return;
+  }
+  if (a->chan_open && !a->chan.closing && !a->chan.eof) {
+    /* Calls queued before HELLO are dropped (they fail when the actor
+     * ends); STOP goes out first. */
+    if (a->chan.hold) {
+      a->chan.out.len = 0;
+      a->chan.out.off = 0;
+    }
+    memset(&m, 0, sizeof(m));
+    m.kind = ACTOR__MSG_STOP;
+    actor__chan_send(&a->chan, &m);
+    actor__chan_release(&a->chan);
+  }
+  actor__arm(a, ACTOR__STAGE_GRACEFUL, a->graceful_ms);
+}
+
+/* ---- channel callbacks ------------------------------------------------- */
+
+static int actor__map_error_type(const struct actor__str *t) {
+#define IS(s) (t->n == sizeof(s) - 1 && memcmp(t->p, s, t->n) == 0)
+  if (IS(ACTOR__ERRTYPE_NOFUNC))
+    return ACTOR_ENOFUNC;
+  if (IS(ACTOR__ERRTYPE_CANCELLED))
+    return ACTOR_ECANCELED;
+  if (IS(ACTOR__ERRTYPE_TOOBIG))
+    return ACTOR_E2BIG;
+  if (IS(ACTOR__ERRTYPE_BADFRAME))
+    return ACTOR_EBADFRAME;
+  return ACTOR_EREMOTE;
+#undef IS
+}
+
+static void actor__on_hello(actor *a, const struct actor__msg *m) {
+  if (a->got_hello) {
+    actor__protocol_fail(a, ACTOR_EBADFRAME, "sent HELLO twice");
+    return;
+  }
+  if (m->version != ACTOR_PROTOCOL_VERSION) {
+    actor__protocol_fail(a, ACTOR_EVERSION,
+                         "speaks protocol version %llu, this runtime %d",
+                         (unsigned long long)m->version,
+                         ACTOR_PROTOCOL_VERSION);
+    return;
+  }
+  a->got_hello = 1;
+  if (a->state == ACTOR_STATE_STARTING) {
+    a->state = ACTOR_STATE_RUNNING;
+    uv_timer_stop(&a->timer);
+    a->stage = ACTOR__STAGE_NONE;
+  }
+  actor__logf(&a->rt->log, ACTOR_LOG_DEBUG,
+              "actor '%s': hello (pid %lld, backend %.*s)", a->name,
+              (long long)m->pid, (int)m->backend.n, m->backend.p);
+  actor__chan_release(&a->chan);
+  if (a->hello_cb != NULL)
+    a->hello_cb(a, 0, a->hello_arg);
+}
+
+static int parent__on_frame(struct actor__chan *ch, const char *body,
+                            size_t len) {
+  actor *a = ch->data;
+  struct actor__msg m;
+  actor_call *c;
+  int r;
+
+  r = actor__msg_decode(&m, body, len, &ch->zone);
+  if (r == ACTOR_EBADKIND) {
+    actor__protocol_fail(a, ACTOR_EBADKIND,
+                         "sent a message of unknown kind %d", m.kind);
+    return 1;
+  }
+  if (r) {
+    actor__protocol_fail(a, ACTOR_EBADFRAME,
+                         "sent a malformed frame (%zu bytes)", len);
+    return 1;
+  }
+  if (!a->got_hello && m.kind != ACTOR__MSG_HELLO) {
+    actor__protocol_fail(a, ACTOR_EBADFRAME,
+                         "sent message kind %d before HELLO", m.kind);
+    return 1;
+  }
+  switch (m.kind) {
+  case ACTOR__MSG_HELLO:
+    actor__on_hello(a, &m);
+    return 0;
+  case ACTOR__MSG_RETURN:
+  case ACTOR__MSG_ERROR:
+  case ACTOR__MSG_ITEM:
+  case ACTOR__MSG_END:
+    break;
+  default:
+    actor__protocol_fail(a, ACTOR_EBADKIND,
+                         "sent kind %d, which only a parent may send",
+                         m.kind);
+    return 1;
+  }
+  c = actor__idmap_get(&a->calls, m.id);
+  if (c == NULL) {
+    /* A late answer to a call that already completed here (it was refused
+     * as oversized, say).  Harmless. */
+    actor__logf(&a->rt->log, ACTOR_LOG_DEBUG,
+                "actor '%s': kind %d for unknown call %u ignored", a->name,
+                m.kind, (unsigned)m.id);
+    return 0;
+  }
+  switch (m.kind) {
+  case ACTOR__MSG_RETURN:
+    call__done(c, 0, m.payload, m.payload_len);
+    break;
+  case ACTOR__MSG_ERROR:
+    call__set_error(c, m.type.p, m.type.n, m.message.p, m.message.n,
+                    m.traceback.p, m.traceback.n);
+    call__done(c, actor__map_error_type(&m.type), NULL, 0);
+    break;
+  case ACTOR__MSG_ITEM:
+    if (c->cb != NULL)
+      c->cb(c, ACTOR_EV_ITEM, 0, m.payload, m.payload_len, c->arg);
+    break;
+  case ACTOR__MSG_END:
+    if (c->cb != NULL)
+      c->cb(c, ACTOR_EV_END, 0, NULL, 0, c->arg);
+    break;
+  }
+  return 0;
+}
+
+static int parent__on_oversize(struct actor__chan *ch, int kind, uint32_t id,
+                               uint64_t len) {
+  actor *a = ch->data;
+  actor_call *c = NULL;
+  struct actor__msg m;
+
+  if (kind == ACTOR__MSG_RETURN || kind == ACTOR__MSG_ERROR ||
+      kind == ACTOR__MSG_ITEM)
+    c = actor__idmap_get(&a->calls, id);
+  if (c == NULL) {
+    if (kind >= 0 && id != 0 && kind != ACTOR__MSG_HELLO) {
+      /* A frame for a call that is already over: skipping it was enough. */
+      actor__logf(&a->rt->log, ACTOR_LOG_WARN,
+                  "actor '%s': oversized frame (%llu bytes) for finished "
+                  "call %u skipped",
+                  a->name, (unsigned long long)len, (unsigned)id);
+      return 0;
+    }
+    actor__protocol_fail(a, ACTOR_E2BIG,
+                         "sent a frame of %llu bytes (maximum %zu)",
+                         (unsigned long long)len, a->chan.framer.max_frame);
+    return 1;
+  }
+  if (kind == ACTOR__MSG_ITEM && !c->cancel_sent) {
+    /* The stream lost an item: end the call here and ask the actor to stop
+     * producing.  Its later frames for this id are ignored. */
+    memset(&m, 0, sizeof(m));
+    m.kind = ACTOR__MSG_CANCEL;
+    m.id = c->id;
+    actor__chan_send(&a->chan, &m);
+  }
+  call__fail(c, ACTOR_E2BIG,
+             "%s of %llu bytes from actor '%s' exceeds the maximum frame "
+             "size of %zu bytes",
+             kind == ACTOR__MSG_ITEM ? "stream item" : "reply",
+             (unsigned long long)len, a->name, a->chan.framer.max_frame);
+  return 0;
+}
+
+static void parent__on_eof(struct actor__chan *ch, int err) {
+  actor *a = ch->data;
+  actor__logf(&a->rt->log, ACTOR_LOG_DEBUG, "actor '%s': channel %s",
+              a->name, err ? actor_strerror(err) : "end of stream");
+  if (!a->got_hello)
+    actor__note(a, ACTOR_ENOHELLO, "ended its channel before saying hello");
+  actor__chan_close(ch);
+  /* The child closed its end; it is normally exiting.  If it lingers, the
+   * stop sequence ends it. */
+  if (!a->exited && a->stage < ACTOR__STAGE_GRACEFUL) {
+    a->state = ACTOR_STATE_STOPPING;
+    actor__arm(a, ACTOR__STAGE_GRACEFUL, a->graceful_ms);
+  }
+}
+
+static void parent__on_closed(struct actor__chan *ch) {
+  actor *a = ch->data;
+  a->chan_open = 0;
+  a->chan_closed = 1;
+  actor__maybe_finish(a);
+}
+
+const struct actor__chan_cbs actor__parent_chan_cbs = {
+    parent__on_frame,
+    parent__on_oversize,
+    parent__on_eof,
+    parent__on_closed,
+};
+
+/* ---- the end ----------------------------------------------------------- */
+
+void actor__backend_exited(actor *a, int64_t status, int sig, int err) {
+  if (a->exited)
+    return;
+  a->exited = 1;
+  a->exit_status = sig == 0 && err == 0 ? (int)status : -1;
+  a->exit_signal = sig;
+  if (err && err != ACTOR_EABANDONED)
+    actor__note(a, err, "backend failure: %s", actor_strerror(err));
+  uv_timer_stop(&a->timer);
+  if (a->chan_open && !a->chan.closing) {
+    /* Take what the child wrote before it died (a last RETURN, say), then
+     * close: a grandchild that inherited the socket must not keep us
+     * waiting for an EOF. */
+    a->chan.ops->pump(&a->chan);
+    if (!a->chan.closing)
+      actor__chan_close(&a->chan);
+  }
+  a->backend->close(a->bstate);
+  actor__maybe_finish(a);
+}
+
+void actor__backend_closed(actor *a) {
+  a->backend_closed = 1;
+  actor__maybe_finish(a);
+}
+
+void actor__output_line(actor *a, int fd, const char *line, size_t len) {
+  if (a->output_cb != NULL && !a->stillborn)
+    a->output_cb(a, fd, line, len, a->output_arg);
+}
+
+static void actor__describe_end(actor *a, char *buf, size_t n) {
+  const char *abbrev;
+  if (a->stage == ACTOR__STAGE_ABANDONED) {
+    snprintf(buf, n, "was abandoned");
+  } else if (a->exit_signal) {
+    abbrev = sigabbrev_np(a->exit_signal);
+    snprintf(buf, n, "was killed by signal %d (SIG%s)", a->exit_signal,
+             abbrev ? abbrev : "?");
+  } else {
+    snprintf(buf, n, "exited with status %d", a->exit_status);
+  }
+}
+
+static void actor__free(actor *a) {
+  actor_rt *rt = a->rt;
+  alist_remove(&a->node);
+  actor__idmap_fini(&a->calls);
+  free(a->bstate);
+  free(a->name);
+  free(a);
+  actor__rt_actor_gone(rt);
+}
+
+static void actor__finish(uv_handle_t *h) {
+  actor *a = h->data;
+  actor_call *c;
+  char how[128], full[ACTOR__ERRMSG_MAX];
+  int code;
+
+  actor__describe_end(a, how, sizeof(how));
+  if (a->exit_error) {
+    /* The cause, then how it ended; the bound keeps both within size. */
+    snprintf(full, sizeof(full), "%.370s; %s", a->reason, how);
+    memcpy(a->reason, full, sizeof(full));
+  } else {
+    snprintf(a->reason, sizeof(a->reason), "%s", how);
+  }
+  actor__logf(&a->rt->log, ACTOR_LOG_INFO, "actor '%s' %s", a->name,
+              a->reason);
+
+  /* Every caller hears how it ended.  The code is the cause where that says
+   * more than "closed" (a protocol error, no hello, a version mismatch). */
+  code = a->exit_error;
+  if (code == 0 || code == ACTOR_EKILLED || code == ACTOR_EABANDONED ||
+      code > -30000)
+    code = ACTOR_ECLOSED;
+  while ((c = actor__idmap_any(&a->calls)) != NULL)
+    call__fail(c, code, "actor '%s' %s before answering", a->name,
+               a->reason);
+
+  a->state = ACTOR_STATE_EXITED;
+  if (!a->stillborn) {
+    a->rt->nlive--;
+    if (!a->got_hello && a->hello_cb != NULL)
+      a->hello_cb(a, a->exit_error ? a->exit_error : ACTOR_ENOHELLO,
+                  a->hello_arg);
+    if (a->exit_cb != NULL)
+      a->exit_cb(a, a->exit_arg);
+  }
+  actor__free(a);
+}
+
+static void actor__maybe_finish(actor *a) {
+  if (a->finishing || !a->exited || !a->chan_closed || !a->backend_closed)
+    return;
+  a->finishing = 1;
+  /* The close callback of the timer is the last event that can mention the
+   * actor; finishing there means no callback of ours is still on the stack
+   * holding a pointer to it. */
+  uv_close((uv_handle_t *)&a->timer, actor__finish);
+}
+
+/* ---- spawn ------------------------------------------------------------- */
+
+static const char *base_name(const char *p) {
+  const char *s = strrchr(p, '/');
+  return s ? s + 1 : p;
+}
+
+int actor_spawn(actor_rt *rt, const actor_opts *o, actor **ap) {
+  const struct actor__backend *b;
+  const char *bname, *why = NULL;
+  actor *a;
+  int r;
+
+  *ap = NULL;
+  rt->errmsg[0] = '\0';
+  if (rt->closing) {
+    actor__seterr(rt, "the runtime is closing");
+    return ACTOR_ESTATE;
+  }
+  if (o == NULL)
+    return -EINVAL;
+  bname = o->backend ? o->backend : "subproc";
+  b = actor__backend_find(bname);
+  if (b == NULL) {
+    actor__seterr(rt, "no backend named '%s'", bname);
+    return ACTOR_ENOBACKEND;
+  }
+  r = b->available(&why);
+  if (r) {
+    actor__seterr(rt, "%s: %s", bname, why ? why : actor_strerror(r));
+    return r;
+  }
+
+  a = calloc(1, sizeof(*a));
+  if (a == NULL)
+    return -ENOMEM;
+  a->bstate = calloc(1, b->state_size ? b->state_size : 1);
+  a->name = strdup(o->name      ? o->name
+                   : o->program ? base_name(o->program)
+                                : bname);
+  if (a->bstate == NULL || a->name == NULL) {
+    free(a->bstate);
+    free(a->name);
+    free(a);
+    return -ENOMEM;
+  }
+  a->rt = rt;
+  a->id = rt->next_actor_id++;
+  a->backend = b;
+  a->state = ACTOR_STATE_STARTING;
+  a->chan_closed = 1; /* until the backend opens it */
+  a->hello_ms = o->hello_ms ? o->hello_ms : DEFAULT_HELLO_MS;
+  a->graceful_ms = o->graceful_ms ? o->graceful_ms : DEFAULT_GRACEFUL_MS;
+  a->term_ms = o->term_ms ? o->term_ms : DEFAULT_TERM_MS;
+  a->kill_ms = o->kill_ms ? o->kill_ms : DEFAULT_KILL_MS;
+  a->exit_cb = o->exit_cb;
+  a->exit_arg = o->exit_arg;
+  a->hello_cb = o->hello_cb;
+  a->hello_arg = o->hello_arg;
+  a->output_cb = o->output_cb;
+  a->output_arg = o->output_arg;
+  actor__idmap_init(&a->calls);
+  uv_timer_init(rt->loop, &a->timer);
+  a->timer.data = a;
+  alist_insert_tail(&rt->actors, &a->node);
+
+  r = b->start(a->bstate, a, o);
+  if (r) {
+    /* Undo through the normal path, silently: the handles the backend made
+     * must be closed before the memory goes. */
+    if (rt->errmsg[0] == '\0')
+      actor__seterr(rt, "%s: %s", bname, actor_strerror(r));
+    actor__logf(&rt->log, ACTOR_LOG_DEBUG, "spawn of '%s' failed: %s",
+                a->name, rt->errmsg);
+    a->stillborn = 1;
+    a->exited = 1;
+    a->backend->close(a->bstate);
+    actor__maybe_finish(a);
+    return r;
+  }
+  a->chan_open = 1;
+  a->chan_closed = 0;
+  a->chan.hold = 1; /* nothing goes out before HELLO */
+  rt->nlive++;
+  actor__arm(a, ACTOR__STAGE_HELLO, a->hello_ms);
+  actor__logf(&rt->log, ACTOR_LOG_DEBUG, "actor '%s' spawned (%s, pid %d)",
+              a->name, bname, a->pid);
+  *ap = a;
+  return 0;
+}
+
+int actor_stop(actor *a) {
+  actor__stop_begin(a, 1);
+  return 0;
+}
+
+int actor_kill(actor *a, int hard) {
+  if (a->exited)
+    return 0;
+  if (a->state < ACTOR_STATE_STOPPING)
+    a->state = ACTOR_STATE_STOPPING;
+  actor__note(a, ACTOR_EKILLED, "killed on request (%s)",
+              hard ? "SIGKILL" : "SIGTERM");
+  if (hard) {
+    actor__signal(a, ACTOR__SIG_KILL);
+    actor__arm(a, ACTOR__STAGE_KILL, a->kill_ms);
+  } else {
+    actor__stop_begin(a, 0);
+  }
+  return 0;
+}
+
+int actor_state(const actor *a) { return a->state; }
+const char *actor_name(const actor *a) { return a->name; }
+const char *actor_backend(const actor *a) { return a->backend->name; }
+int actor_pid(const actor *a) { return a->pid; }
+uint64_t actor_id(const actor *a) { return a->id; }
+void actor_set_data(actor *a, void *data) { a->data = data; }
+void *actor_get_data(const actor *a) { return a->data; }
+int actor_exit_status(const actor *a) { return a->exit_status; }
+int actor_exit_signal(const actor *a) { return a->exit_signal; }
+int actor_exit_error(const actor *a) { return a->exit_error; }
+const char *actor_exit_reason(const actor *a) { return a->reason; }
+
+/* ---- calls ------------------------------------------------------------- */
+
+int actor_call_start(actor *a, const char *fn, const void *args, size_t args_len,
+               actor_call_cb cb, void *arg, actor_call **cp) {
+  actor_rt *rt = a->rt;
+  struct actor__msg m;
+  actor_call *c;
+  size_t fnlen;
+  int r;
+
+  if (cp != NULL)
+    *cp = NULL;
+  if (fn == NULL || (fnlen = strlen(fn)) == 0 || (args == NULL && args_len)) {
+    actor__seterr(rt, "actor_call_start: a function name is required");
+    return -EINVAL;
+  }
+  if (a->state >= ACTOR_STATE_STOPPING || a->chan.closing) {
+    actor__seterr(rt, "actor '%s' is stopping; call to '%s' refused", a->name,
+                  fn);
+    return ACTOR_ESTATE;
+  }
+  if (args_len > 0 && actor__msgpack_check(args, args_len, &a->chan.zone)) {
+    msgpack_zone_clear(&a->chan.zone);
+    actor__seterr(rt, "actor_call_start('%s'): args are not one msgpack value", fn);
+    return -EINVAL;
+  }
+  msgpack_zone_clear(&a->chan.zone);
+  c = call__alloc(rt);
+  if (c == NULL)
+    return -ENOMEM;
+  c->a = a;
+  c->cb = cb;
+  c->arg = arg;
+  if (fnlen < sizeof(c->fn_inline)) {
+    memcpy(c->fn_inline, fn, fnlen + 1);
+    c->fn = c->fn_inline;
+  } else if ((c->fn = strdup(fn)) == NULL) {
+    c->fn = c->fn_inline;
+    call__free(rt, c);
+    return -ENOMEM;
+  }
+  /* Ids are per actor, never 0, and skip any still in use after wrapping. */
+  do
+    c->id = ++a->next_call_id;
+  while (c->id == 0 || actor__idmap_get(&a->calls, c->id) != NULL);
+
+  memset(&m, 0, sizeof(m));
+  m.kind = ACTOR__MSG_CALL;
+  m.id = c->id;
+  m.fn.p = fn;
+  m.fn.n = fnlen;
+  m.payload = args;
+  m.payload_len = args_len;
+  r = actor__idmap_put(&a->calls, c->id, c);
+  if (r == 0) {
+    r = actor__chan_send(&a->chan, &m);
+    if (r)
+      actor__idmap_del(&a->calls, c->id);
+  }
+  if (r) {
+    if (r == ACTOR_E2BIG)
+      actor__seterr(rt, "actor_call_start('%s'): frame exceeds the maximum of %zu",
+                    fn, a->chan.framer.max_frame);
+    call__free(rt, c);
+    return r;
+  }
+  if (cp != NULL)
+    *cp = c;
+  return 0;
+}
+
+static int call__send_simple(actor_call *c, int kind, const void *p,
+                             size_t n) {
+  struct actor__msg m;
+  actor *a = c->a;
+  if (a->chan.closing || a->chan.eof)
+    return ACTOR_ECLOSED;
+  memset(&m, 0, sizeof(m));
+  m.kind = kind;
+  m.id = c->id;
+  m.payload = p;
+  m.payload_len = n;
+  return actor__chan_send(&a->chan, &m);
+}
+
+int actor_call_send(actor_call *c, const void *item, size_t len) {
+  if (c->end_sent || c->cancel_sent)
+    return ACTOR_ESTATE;
+  if ((item == NULL && len) ||
+      (len > 0 && actor__msgpack_check(item, len, &c->a->chan.zone))) {
+    msgpack_zone_clear(&c->a->chan.zone);
+    return -EINVAL;
+  }
+  msgpack_zone_clear(&c->a->chan.zone);
+  return call__send_simple(c, ACTOR__MSG_ITEM, item, len);
+}
+
+int actor_call_end(actor_call *c) {
+  int r;
+  if (c->end_sent)
+    return ACTOR_ESTATE;
+  r = call__send_simple(c, ACTOR__MSG_END, NULL, 0);
+  if (r == 0)
+    c->end_sent = 1;
+  return r;
+}
+
+int actor_call_cancel(actor_call *c) {
+  int r;
+  if (c->cancel_sent)
+    return 0;
+  c->cancel_sent = 1;
+  r = call__send_simple(c, ACTOR__MSG_CANCEL, NULL, 0);
+  /* A closed channel means DONE is on its way anyway. */
+  return r == ACTOR_ECLOSED ? 0 : r;
+}
+
+actor *actor_call_actor(const actor_call *c) { return c->a; }
+const char *actor_call_fn(const actor_call *c) { return c->fn; }
+const char *actor_call_error_type(const actor_call *c) {
+  return call__strs(c, 0);
+}
+const char *actor_call_error_message(const actor_call *c) {
+  return call__strs(c, 1);
+}
+const char *actor_call_traceback(const actor_call *c) {
+  return call__strs(c, 2);
+}
