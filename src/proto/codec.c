@@ -288,9 +288,6 @@ int actor__framer_feed(struct actor__framer *f, struct abuf *in,
       f->skip -= take;
       if (f->skip > 0)
         return 0;
-      r = cbs->oversize(arg, f->skip_kind, f->skip_id, f->skip_len);
-      if (r)
-        return r;
       continue;
     }
     if (in->len < ACTOR__FRAME_HDR)
@@ -312,6 +309,11 @@ int actor__framer_feed(struct actor__framer *f, struct abuf *in,
       f->skip_len = n;
       f->skip = n;
       actor__buf_consume(in, ACTOR__FRAME_HDR);
+      /* Report now, not once the bytes have passed: a peer that announces
+       * 2 GiB and then stalls must not keep the caller waiting. */
+      r = cbs->oversize(arg, f->skip_kind, f->skip_id, f->skip_len);
+      if (r)
+        return r;
       continue;
     }
     if (in->len - ACTOR__FRAME_HDR < n) {

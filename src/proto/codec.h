@@ -94,8 +94,9 @@ struct actor__framer_cbs {
   /* A whole frame; body valid during the call.  Return non-zero to stop
    * parsing (the channel is closing). */
   int (*frame)(void *arg, const char *body, size_t len);
-  /* An oversized frame was skipped: its kind/id if they could be read
-   * (kind -1 otherwise) and announced length. */
+  /* An oversized frame was found (reported at once; its bytes are then
+   * skipped as they arrive): its kind/id if they could be read (kind -1
+   * otherwise) and its announced length. */
   int (*oversize)(void *arg, int kind, uint32_t id, uint64_t len);
 };
 
