@@ -161,7 +161,10 @@ ACTOR_EXTERN int actor_rt_run(actor_rt *rt, int mode);
 /* Driving the loop from a foreign event loop: wait until the backend fd is
  * readable or the timeout (ms, -1 = none) passes, then call
  * actor_rt_run(rt, ACTOR_RUN_NOWAIT).  The timeout is 0 while the runtime
- * has output waiting to be written, so a foreign loop never sleeps on it. */
+ * has output waiting to be written, so a foreign loop never sleeps on it.
+ * It is also 0 when the loop has nothing at all to do (no actor, no
+ * handle): when actor_rt_run(NOWAIT) returns 0, stop polling until the next
+ * spawn rather than spinning. */
 ACTOR_EXTERN int actor_rt_backend_fd(actor_rt *rt);
 ACTOR_EXTERN int actor_rt_backend_timeout(actor_rt *rt);
 
@@ -190,7 +193,8 @@ typedef void (*actor_rt_close_cb)(actor_rt *rt, void *arg);
 ACTOR_EXTERN int actor_rt_close(actor_rt *rt, actor_rt_close_cb cb, void *arg);
 
 /* Free a runtime whose close has completed (or that never spawned).
- * Returns ACTOR_ESTATE, freeing nothing, if close has not completed.
+ * Returns ACTOR_ESTATE, freeing nothing, if close has not completed — or
+ * if a failed spawn is still releasing its handles (run the loop once).
  * Closes and frees an owned loop.  actor_rt_free(NULL) is a no-op. */
 ACTOR_EXTERN int actor_rt_free(actor_rt *rt);
 
@@ -235,7 +239,9 @@ ACTOR_EXTERN int actor_opts_set_program(actor_opts *o, const char *path);
 /* Appended to argv after argv[0] (the program). */
 ACTOR_EXTERN int actor_opts_add_arg(actor_opts *o, const char *arg);
 /* "NAME=value" added to the child's environment.  The child starts from the
- * parent's environment unless actor_opts_clear_env() was called. */
+ * parent's environment unless actor_opts_clear_env() was called.  The
+ * channel's own variables (LIBACTOR_FD, _NAME, _MAX_FRAME, _PPID,
+ * _PROTOCOL, _BACKEND) are the runtime's to set: -EINVAL. */
 ACTOR_EXTERN int actor_opts_add_env(actor_opts *o, const char *name_value);
 ACTOR_EXTERN int actor_opts_clear_env(actor_opts *o);
 ACTOR_EXTERN int actor_opts_set_cwd(actor_opts *o, const char *dir);
@@ -337,7 +343,9 @@ ACTOR_EXTERN int actor_call_start(actor *a, const char *fn, const void *args,
                             actor_call **cp);
 
 /* Two-way streams: send one item to the actor's side of the call, or end
- * this side (the actor sees end of input).  ACTOR_ESTATE after end/DONE. */
+ * this side (the actor sees end of input).  ACTOR_ESTATE once this side
+ * has ended or the call was cancelled.  Like every call function, valid
+ * only until DONE: the handle is freed when DONE's callback returns. */
 ACTOR_EXTERN int actor_call_send(actor_call *c, const void *item, size_t len);
 ACTOR_EXTERN int actor_call_end(actor_call *c);
 

@@ -393,6 +393,18 @@ static int fn_fail(actor_ctx *x, const char *a, size_t n, void *arg) {
                          "ValueError: bad value: 42\n");
 }
 
+/* An error whose message alone is larger than any frame. */
+static int fn_fail_huge(actor_ctx *x, const char *a, size_t n, void *arg) {
+  size_t len = 200 * 1024;
+  char *msg = malloc(len + 1);
+  int r;
+  memset(msg, 'm', len);
+  msg[len] = '\0';
+  r = actor_ctx_error(x, "HugeError", msg, msg);
+  free(msg);
+  return r;
+}
+
 static int fn_exit_now(actor_ctx *x, const char *a, size_t n, void *arg) {
   int64_t code = 0;
   args_ints(a, n, &code, 1);
@@ -558,6 +570,7 @@ static int helper_actor(int argc, char **argv) {
   actor_child_register(c, "nap_deaf", fn_nap_deaf, NULL);
   actor_child_register(c, "fail", fn_fail, NULL);
   actor_child_register(c, "exit_now", fn_exit_now, NULL);
+  actor_child_register(c, "fail_huge", fn_fail_huge, NULL);
   actor_child_register(c, "crash", fn_crash, NULL);
   actor_child_register(c, "block", fn_block, NULL);
   actor_child_register(c, "ignore_term", fn_ignore_term, NULL);
@@ -676,6 +689,19 @@ static int helper_rogue_garbage(int argc, char **argv) {
   return 0;
 }
 
+/* Sends garbage and exits at once, while the parent still has output
+ * queued for it: the parent's last flush then fails with EPIPE inside its
+ * own close path. */
+static int helper_rogue_garbage_exit(int argc, char **argv) {
+  int fd = rogue_fd();
+  static const unsigned char bad[] = {0, 0, 0, 3, 0xc1, 0xc1, 0xc1};
+  rogue_hello(fd, ACTOR_PROTOCOL_VERSION);
+  if (rogue_read_call(fd) < 0)
+    return 1;
+  rogue_write_all(fd, bad, sizeof(bad));
+  _exit(0);
+}
+
 static int helper_rogue_unknown_kind(int argc, char **argv) {
   int fd = rogue_fd();
   int64_t id;
@@ -780,6 +806,7 @@ static int helper_rogue_big_reply(int argc, char **argv) {
 const struct th_helper ts_helpers[] = {
     {"actor", helper_actor},
     {"rogue_garbage", helper_rogue_garbage},
+    {"rogue_garbage_exit", helper_rogue_garbage_exit},
     {"rogue_unknown_kind", helper_rogue_unknown_kind},
     {"rogue_wrong_direction", helper_rogue_wrong_direction},
     {"rogue_bad_version", helper_rogue_bad_version},

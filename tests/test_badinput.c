@@ -272,6 +272,58 @@ static void badinput_call_args_rejected_before_sending(void **state) {
   ts_finish(&t);
 }
 
+/* Regression: a child that sends a bad frame and dies while the parent has
+ * a lot queued for it used to make the parent close its channel twice (an
+ * abort inside libuv). */
+static void badinput_malformed_frame_then_exit_with_output_queued(
+    void **state) {
+  enum { N = 64 };
+  struct ts t;
+  struct ts_exit ex;
+  static struct ts_call r[N];
+  static char big[60 * 1024];
+  actor *a;
+  int i;
+
+  big[0] = (char)0xc6; /* bin32 header, then the bytes */
+  big[1] = 0;
+  big[2] = 0;
+  big[3] = (char)((sizeof(big) - 5) >> 8);
+  big[4] = (char)((sizeof(big) - 5) & 0xff);
+  ts_start(&t);
+  a = ts_spawn(&t, "rogue_garbage_exit", &ex);
+  ts_wait(&t, &ex.hello, 5000);
+  for (i = 0; i < N; i++) {
+    ts_call_init(&r[i]);
+    TH_OK(actor_call_start(a, "x", big, sizeof(big), ts_call_cb, &r[i],
+                           NULL));
+  }
+  ts_wait(&t, &ex.exited, 5000);
+  for (i = 0; i < N; i++)
+    assert_true(r[i].done);
+  TH_ERR(ex.error, ACTOR_EBADFRAME);
+  ts_finish(&t);
+}
+
+/* An error too large for a frame still reaches the caller, cut down. */
+static void badinput_oversized_error_is_truncated_not_lost(void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  struct ts_call r;
+  actor *a;
+
+  ts_start(&t);
+  TH_OK(actor_rt_set_max_frame(t.rt, 64 * 1024));
+  a = ts_spawn(&t, "actor", &ex);
+  TH_OK(ts_call_ints(a, "fail_huge", NULL, 0, &r, NULL));
+  ts_wait(&t, &r.done, 5000);
+  TH_ERR(r.status, ACTOR_EREMOTE);
+  assert_string_equal(r.etype, "HugeError");
+  assert_int_equal(r.emsg[0], 'm');
+  assert_string_equal(r.etb, ""); /* the traceback went first */
+  ts_finish(&t);
+}
+
 static int run_all(void) {
   const struct CMUnitTest tests[] = {
       TH_TEST(badinput_malformed_frame_fails_the_actor_not_the_runtime),
@@ -287,6 +339,8 @@ static int run_all(void) {
       TH_TEST(badinput_oversized_return_refused_by_the_child),
       TH_TEST(badinput_oversized_return_skipped_by_the_parent),
       TH_TEST(badinput_call_args_rejected_before_sending),
+      TH_TEST(badinput_malformed_frame_then_exit_with_output_queued),
+      TH_TEST(badinput_oversized_error_is_truncated_not_lost),
   };
   return cmocka_run_group_tests_name("badinput", tests, ts_group_setup, NULL);
 }

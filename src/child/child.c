@@ -63,7 +63,7 @@ struct actor_child {
   struct actor__chan chan;
   int chan_open;
   char *name;
-  const char *backend;
+  char *backend;
   size_t max_frame;
   struct child_fn *fns;
   size_t nfns;
@@ -109,13 +109,9 @@ int actor_child_new(actor_child **cp, uv_loop_t *loop) {
   if (*end != '\0' || fd < 0 || fd > 1 << 20 || fstat((int)fd, &st) ||
       !S_ISSOCK(st.st_mode))
     return ACTOR_ENOTCHILD;
-  s = getenv(ACTOR__ENV_PROTO);
-  if (s != NULL && strtol(s, NULL, 10) != ACTOR_PROTOCOL_VERSION) {
-    fprintf(stderr,
-            "libactor: parent speaks protocol %s, this actor %d; exiting\n", s,
-            ACTOR_PROTOCOL_VERSION);
-    return ACTOR_EVERSION;
-  }
+  /* A parent of another protocol version is not refused here: HELLO
+   * carries our version, and the parent, which owns the decision, ends us
+   * with ACTOR_EVERSION on its side where the user can see it. */
 
   /* Die with the parent even if our loop is busy; then check it is not
    * already gone (it could have died before prctl). */
@@ -133,7 +129,7 @@ int actor_child_new(actor_child **cp, uv_loop_t *loop) {
   s = getenv(ACTOR__ENV_NAME);
   c->name = strdup(s ? s : "actor");
   s = getenv(ACTOR__ENV_BACKEND);
-  c->backend = s && strcmp(s, "forkserver") == 0 ? "forkserver" : "subproc";
+  c->backend = strdup(s ? s : "subproc");
   c->max_frame = ACTOR__DEFAULT_MAX_FRAME;
   s = getenv(ACTOR__ENV_MAX_FRAME);
   if (s != NULL) {
@@ -141,7 +137,7 @@ int actor_child_new(actor_child **cp, uv_loop_t *loop) {
     if (*end == '\0' && v >= (long)ACTOR__MIN_MAX_FRAME)
       c->max_frame = (size_t)v;
   }
-  if (c->name == NULL) {
+  if (c->name == NULL || c->backend == NULL) {
     r = -ENOMEM;
     goto fail;
   }
@@ -173,6 +169,7 @@ int actor_child_new(actor_child **cp, uv_loop_t *loop) {
 
 fail:
   actor__idmap_fini(&c->ctxmap);
+  free(c->backend);
   free(c->name);
   free(c);
   return r;
@@ -237,6 +234,7 @@ static int child__send(actor_child *c, int kind, uint32_t id,
 static int child__send_error(actor_child *c, uint32_t id, const char *type,
                              const char *msg, const char *tb) {
   struct actor__msg m;
+  int r;
   if (!c->chan_open || c->chan.closing || c->chan.eof)
     return ACTOR_ECLOSED;
   memset(&m, 0, sizeof(m));
@@ -248,7 +246,18 @@ static int child__send_error(actor_child *c, uint32_t id, const char *type,
   m.message.n = strlen(m.message.p);
   m.traceback.p = tb ? tb : "";
   m.traceback.n = strlen(m.traceback.p);
-  return actor__chan_send(&c->chan, &m);
+  r = actor__chan_send(&c->chan, &m);
+  if (r == ACTOR_E2BIG) {
+    /* An error must always get through, or the parent's call would wait
+     * for the actor's end: cut the traceback, then the message. */
+    m.traceback.n = 0;
+    if (m.type.n > 256)
+      m.type.n = 256;
+    if (m.message.n > c->max_frame / 2)
+      m.message.n = c->max_frame / 2;
+    r = actor__chan_send(&c->chan, &m);
+  }
+  return r;
 }
 
 /* ---- contexts ------------------------------------------------------------ */
@@ -484,11 +493,25 @@ static int child__on_oversize(struct actor__chan *ch, int kind, uint32_t id,
                               uint64_t len) {
   actor_child *c = ch->data;
   char msg[160];
+  actor_ctx *x;
+
   if (kind == ACTOR__MSG_CALL && id != 0) {
     snprintf(msg, sizeof(msg),
              "call of %llu bytes exceeds the maximum frame of %zu",
              (unsigned long long)len, c->max_frame);
     child__send_error(c, id, ACTOR__ERRTYPE_TOOBIG, msg, "");
+    return 0;
+  }
+  if (kind == ACTOR__MSG_ITEM && (x = actor__idmap_get(&c->ctxmap, id)) &&
+      !x->answered) {
+    /* The call's input lost an item: end the call, as the parent does in
+     * the mirror case.  The function's own answer is then refused. */
+    snprintf(msg, sizeof(msg),
+             "stream item of %llu bytes exceeds the maximum frame of %zu",
+             (unsigned long long)len, c->max_frame);
+    child__send_error(c, id, ACTOR__ERRTYPE_TOOBIG, msg, "");
+    x->cancelled = 1;
+    ctx__answered(x);
     return 0;
   }
   actor__logf(&c->log, ACTOR_LOG_WARN,
@@ -601,6 +624,7 @@ void actor_child_free(actor_child *c) {
     free(c->fns[i].name);
   free(c->fns);
   free(c->name);
+  free(c->backend);
   if (c->owns_loop) {
     uv_loop_close(c->loop);
     free(c->loop);

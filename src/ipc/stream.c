@@ -189,11 +189,14 @@ static void stream__handle_closed(uv_handle_t *h) {
 static void stream__close(struct actor__chan *ch) {
   if (ch->closing)
     return;
-  /* Last chance for queued frames (a final ERROR, a STOP): one
-   * non-blocking attempt, never a wait. */
-  if (ch->out.len > 0 && !ch->eof)
-    stream__flush(ch);
+  /* From here on nothing is delivered, so a failure below cannot call back
+   * into the owner (which may be closing us from its own EOF handler). */
   ch->closing = 1;
+  /* Last chance for queued frames (a final ERROR, a STOP): one
+   * non-blocking attempt, never a wait; errors are of no interest now. */
+  if (ch->out.len > 0 && !ch->eof && ch->u.s.fd >= 0 && !ch->hold)
+    (void)send(ch->u.s.fd, actor__buf_data(&ch->out), ch->out.len,
+               MSG_NOSIGNAL | MSG_DONTWAIT);
   ch->u.s.pending_close = 2;
   uv_close((uv_handle_t *)&ch->u.s.poll, stream__handle_closed);
   uv_close((uv_handle_t *)&ch->u.s.idle, stream__handle_closed);

@@ -79,8 +79,8 @@ int actor__msg_encode(struct abuf *out, const struct actor__msg *m,
     else
       codec__write(out, &nil, 1);
   }
-  /* All writes above went to reserved space or grew the buffer; a failed
-   * growth shows up as a short buffer, checked through the length. */
+  /* Every write above went to the space reserved at the top (its size
+   * bounds the whole frame), so none of them can fail. */
   body = out->len - start - ACTOR__FRAME_HDR;
   if (body > max_frame) {
     out->len = start;
@@ -223,6 +223,9 @@ int actor__msg_decode(struct actor__msg *m, const char *body, size_t len,
   m->id = (uint32_t)id;
   if (k >= ACTOR__MSG_KINDS)
     return ACTOR_EBADKIND;
+  /* Messages about a call carry its (nonzero) id; the others carry 0. */
+  if ((id == 0) != (k == ACTOR__MSG_HELLO || k == ACTOR__MSG_STOP))
+    return ACTOR_EBADFRAME;
   /* Later versions may append elements; we read the ones we know. */
   need = codec__nelems((int)k);
   if (n < (uint32_t)need)

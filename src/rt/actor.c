@@ -210,10 +210,13 @@ static void actor__timer_cb(uv_timer_t *t) {
      * whose child cannot be killed).  Stop waiting: it is reported as
      * abandoned, and whatever it leaves is the OS's to reap. */
     a->stage = ACTOR__STAGE_ABANDONED;
+    /* Abandonment is what a supervisor must know first (something may be
+     * left running), so it becomes the code; the reason keeps the cause. */
+    if (a->exit_error == 0 || a->exit_error == ACTOR_EKILLED)
+      snprintf(a->reason, sizeof(a->reason),
+               "still running %llu ms after SIGKILL",
+               (unsigned long long)a->kill_ms);
     a->exit_error = ACTOR_EABANDONED;
-    snprintf(a->reason, sizeof(a->reason),
-             "still running %llu ms after SIGKILL; abandoned",
-             (unsigned long long)a->kill_ms);
     actor__logf(&a->rt->log, ACTOR_LOG_ERROR, "actor '%s': %s", a->name,
                 a->reason);
     actor__backend_exited(a, -1, 0, ACTOR_EABANDONED);
@@ -380,8 +383,8 @@ static int parent__on_oversize(struct actor__chan *ch, int kind, uint32_t id,
   if (kind == ACTOR__MSG_RETURN || kind == ACTOR__MSG_ERROR ||
       kind == ACTOR__MSG_ITEM)
     c = actor__idmap_get(&a->calls, id);
-  if (c == NULL) {
-    if (kind >= 0 && id != 0 && kind != ACTOR__MSG_HELLO) {
+  if (c == NULL || !a->got_hello) {
+    if (a->got_hello && kind >= 0 && id != 0) {
       /* A frame for a call that is already over: skipping it was enough. */
       actor__logf(&a->rt->log, ACTOR_LOG_WARN,
                   "actor '%s': oversized frame (%llu bytes) for finished "
@@ -649,7 +652,8 @@ int actor_kill(actor *a, int hard) {
               hard ? "SIGKILL" : "SIGTERM");
   if (hard) {
     actor__signal(a, ACTOR__SIG_KILL);
-    actor__arm(a, ACTOR__STAGE_KILL, a->kill_ms);
+    if (a->stage < ACTOR__STAGE_KILL) /* keep the first kill's deadline */
+      actor__arm(a, ACTOR__STAGE_KILL, a->kill_ms);
   } else {
     actor__stop_begin(a, 0);
   }
@@ -680,8 +684,13 @@ int actor_call_start(actor *a, const char *fn, const void *args, size_t args_len
 
   if (cp != NULL)
     *cp = NULL;
-  if (fn == NULL || (fnlen = strlen(fn)) == 0 || (args == NULL && args_len)) {
+  if (fn == NULL || (fnlen = strlen(fn)) == 0) {
     actor__seterr(rt, "actor_call_start: a function name is required");
+    return -EINVAL;
+  }
+  if (args == NULL && args_len) {
+    actor__seterr(rt, "actor_call_start('%s'): args is NULL but args_len is %zu",
+                  fn, args_len);
     return -EINVAL;
   }
   if (a->state >= ACTOR_STATE_STOPPING || a->chan.closing) {

@@ -136,6 +136,9 @@ void actor__backend_closed(actor *a);
 /* Backends hand over captured output, one line at a time. */
 void actor__output_line(actor *a, int fd, const char *line, size_t len);
 
+/* 1 when "NAME=value" names one of the variables below. */
+int actor__env_reserved(const char *name_value);
+
 /* Environment names shared by the parent and the child runtime. */
 #define ACTOR__ENV_FD "LIBACTOR_FD"
 #define ACTOR__ENV_NAME "LIBACTOR_NAME"

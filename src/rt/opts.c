@@ -5,6 +5,20 @@
 
 #include "rt/internal.h"
 
+int actor__env_reserved(const char *name_value) {
+  static const char *const reserved[] = {
+      ACTOR__ENV_FD,   ACTOR__ENV_NAME,  ACTOR__ENV_MAX_FRAME,
+      ACTOR__ENV_PPID, ACTOR__ENV_PROTO, ACTOR__ENV_BACKEND,
+  };
+  size_t i, n;
+  for (i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
+    n = strlen(reserved[i]);
+    if (strncmp(name_value, reserved[i], n) == 0 && name_value[n] == '=')
+      return 1;
+  }
+  return 0;
+}
+
 int actor_opts_new(actor_opts **op) {
   actor_opts *o = calloc(1, sizeof(*o));
   *op = o;
@@ -85,6 +99,9 @@ int actor_opts_add_arg(actor_opts *o, const char *arg) {
 int actor_opts_add_env(actor_opts *o, const char *name_value) {
   if (name_value == NULL || strchr(name_value, '=') == NULL ||
       name_value[0] == '=')
+    return -EINVAL;
+  /* The channel's own variables are the runtime's to set. */
+  if (actor__env_reserved(name_value))
     return -EINVAL;
   return opts__push(&o->env, &o->nenv, name_value);
 }

@@ -43,6 +43,12 @@ struct actor__backend {
 
 const struct actor__backend *actor__backend_find(const char *name);
 
-extern const struct actor__backend actor__backend_subproc;
+/* The compiled-in backends.  Adding one: its file, one line here, one
+ * source line in CMakeLists.txt.  The name here must equal ops->name. */
+#define ACTOR__BACKENDS(XX) XX(subproc)
+
+#define ACTOR__BACKEND_DECL(n) extern const struct actor__backend actor__backend_##n;
+ACTOR__BACKENDS(ACTOR__BACKEND_DECL)
+#undef ACTOR__BACKEND_DECL
 
 #endif

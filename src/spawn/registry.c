@@ -3,14 +3,12 @@
 
 #include "spawn/backend.h"
 
-static const struct actor__backend *const backends[] = {
-    &actor__backend_subproc,
-};
-
-static const char *const backend_names[] = {
-    "subproc",
-    NULL,
-};
+#define REF(n) &actor__backend_##n,
+#define NAME(n) #n,
+static const struct actor__backend *const backends[] = {ACTOR__BACKENDS(REF)};
+static const char *const backend_names[] = {ACTOR__BACKENDS(NAME) NULL};
+#undef REF
+#undef NAME
 
 const struct actor__backend *actor__backend_find(const char *name) {
   size_t i;

@@ -7,8 +7,9 @@
  * grandchildren do not hold it open either: when the child dies, we see EOF.
  *
  * The child becomes the leader of a new session (UV_PROCESS_DETACHED): a
- * Ctrl-C typed at the host's terminal reaches the host, which then stops its
- * actors in order, instead of killing every child behind its back.  The
+ * Ctrl-C typed at the host's terminal reaches the host alone, whose own
+ * SIGINT handler can then stop its actors in order (actor_rt_close), instead
+ * of every child dying behind its back.  The library installs no handler.  The
  * child runtime sets PR_SET_PDEATHSIG so that the child still dies with us
  * if we are killed outright.
  *
@@ -203,8 +204,7 @@ static char **subproc__env(const actor_opts *o, const actor_rt *rt, int fd,
   for (i = 0; i < n; i++) {
     const char *eq = strchr(environ[i], '=');
     size_t nl = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
-    int skip = strncmp(environ[i], "LIBACTOR_", 9) == 0 &&
-               strncmp(environ[i], "LIBACTOR_LOG=", 13) != 0;
+    int skip = actor__env_reserved(environ[i]);
     for (j = 0; !skip && j < o->nenv; j++)
       if (strncmp(o->env[j], environ[i], nl + 1) == 0)
         skip = 1;

@@ -66,7 +66,7 @@ void actor__buf_consume(struct abuf *b, size_t n) {
 
 void actor__buf_trim(struct abuf *b, size_t keep) {
   char *p;
-  if (b->len != 0 || b->cap <= keep)
+  if (b->len != 0 || b->cap <= keep || keep == 0)
     return;
   p = realloc(b->base, keep);
   if (p == NULL)
