@@ -68,7 +68,8 @@ struct actor__chan {
       int fd;
       uv_poll_t poll;
       uv_idle_t idle;
-      int events; /* UV_READABLE/UV_WRITABLE currently watched */
+      int events;    /* UV_READABLE/UV_WRITABLE currently watched */
+      int write_err; /* the peer stopped reading (-EPIPE...) */
       int pending_close;
     } s;
   } u;

@@ -49,6 +49,11 @@ static int stream__flush(struct actor__chan *ch) {
     return ACTOR_ECLOSED;
   if (ch->hold)
     return 0;
+  if (ch->u.s.write_err) {
+    ch->out.len = 0; /* nobody will read it */
+    ch->out.off = 0;
+    return ch->u.s.write_err;
+  }
   while (ch->out.len > 0) {
     n = send(ch->u.s.fd, actor__buf_data(&ch->out), ch->out.len, MSG_NOSIGNAL);
     if (n < 0) {
@@ -58,14 +63,14 @@ static int stream__flush(struct actor__chan *ch) {
         stream__update(ch, UV_READABLE | UV_WRITABLE);
         return 0;
       }
-      /* EPIPE, ECONNRESET: the peer is gone.  What it sent before is still
-       * readable; on_eof comes from the read side or from here if reading
-       * is already over. */
+      /* EPIPE, ECONNRESET: the peer is gone.  What it sent before it went
+       * (often the very frame that explains why) is still readable, so EOF
+       * is left to the read side, which reaches it after those frames. */
       n = -errno;
       ch->out.len = 0;
       ch->out.off = 0;
-      if (!ch->eof)
-        actor__chan_signal_eof(ch, (int)n);
+      ch->u.s.write_err = (int)n;
+      stream__update(ch, ch->eof ? 0 : UV_READABLE);
       return (int)n;
     }
     actor__buf_consume(&ch->out, (size_t)n);
