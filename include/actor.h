@@ -275,6 +275,20 @@ ACTOR_EXTERN int actor_opts_on_hello(actor_opts *o, actor_hello_cb cb,
 ACTOR_EXTERN int actor_opts_on_output(actor_opts *o, actor_output_cb cb,
                                       void *arg);
 
+/* Python actors.  An entry "package.module:function" names a Python
+ * function that runs the actor (usually by calling libactor_child.serve);
+ * it runs on the "subint" backend (a sub-interpreter on a thread of this
+ * process) or on "subproc" (in the actor-pyhost program, found through
+ * $LIBACTOR_PYHOST or the install path when no program is set).
+ * Directories added with actor_opts_add_path are put in front of sys.path.
+ * Python actors need libactor-python (see docs/python.md). */
+ACTOR_EXTERN int actor_opts_set_entry(actor_opts *o, const char *entry);
+ACTOR_EXTERN int actor_opts_add_path(actor_opts *o, const char *dir);
+/* subint: ACTOR_SUBINT_ISOLATED (own GIL, the default) or
+ * ACTOR_SUBINT_LEGACY (shares the main interpreter's GIL). */
+enum { ACTOR_SUBINT_ISOLATED = 0, ACTOR_SUBINT_LEGACY = 1 };
+ACTOR_EXTERN int actor_opts_set_subint_mode(actor_opts *o, int mode);
+
 /* ------------------------------------------------------------------------ */
 /* Actors (parent side)                                                     */
 /* ------------------------------------------------------------------------ */
@@ -359,6 +373,25 @@ ACTOR_EXTERN const char *actor_call_fn(const actor_call *c);
 ACTOR_EXTERN const char *actor_call_error_type(const actor_call *c);
 ACTOR_EXTERN const char *actor_call_error_message(const actor_call *c);
 ACTOR_EXTERN const char *actor_call_traceback(const actor_call *c);
+
+/* ------------------------------------------------------------------------ */
+/* The Python layer (libactor-python only; the core library answers        */
+/* ACTOR_EUNAVAIL)                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* Sub-interpreter threads that would not end and were abandoned (their
+ * actors reported ACTOR_EABANDONED), and those still alive, process-wide.
+ * Any thread. */
+ACTOR_EXTERN int actor_subint_abandoned_count(void);
+ACTOR_EXTERN int actor_subint_thread_count(void);
+
+/* Does CPython still refuse fork() from a sub-interpreter?  Runs the
+ * experiment in a sacrificial process: a sub-interpreter on a thread forks,
+ * and the fate of the forked child is recorded.  *blocked: 1 blocked, 0
+ * not blocked.  `evidence` receives a report (exit status, the fatal
+ * message).  0, or an error if the probe itself could not run. */
+ACTOR_EXTERN int actor_subint_fork_probe(int *blocked, char *evidence,
+                                         size_t len);
 
 /* ------------------------------------------------------------------------ */
 /* The child side                                                           */

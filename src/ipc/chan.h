@@ -72,6 +72,9 @@ struct actor__chan {
       int write_err; /* the peer stopped reading (-EPIPE...) */
       int pending_close;
     } s;
+    struct {
+      void *ip; /* struct actor__inproc */
+    } i;
   } u;
 };
 

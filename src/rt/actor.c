@@ -465,6 +465,10 @@ void actor__backend_exited(actor *a, int64_t status, int sig, int err) {
   actor__maybe_finish(a);
 }
 
+void actor__backend_set_how(actor *a, const char *how) {
+  snprintf(a->how, sizeof(a->how), "%s", how ? how : "");
+}
+
 void actor__backend_closed(actor *a) {
   a->backend_closed = 1;
   actor__maybe_finish(a);
@@ -483,6 +487,8 @@ static void actor__describe_end(actor *a, char *buf, size_t n) {
     abbrev = sigabbrev_np(a->exit_signal);
     snprintf(buf, n, "was killed by signal %d (SIG%s)", a->exit_signal,
              abbrev ? abbrev : "?");
+  } else if (a->how[0] != '\0') {
+    snprintf(buf, n, "exited with status %d (%.120s)", a->exit_status, a->how);
   } else {
     snprintf(buf, n, "exited with status %d", a->exit_status);
   }
@@ -501,13 +507,13 @@ static void actor__free(actor *a) {
 static void actor__finish(uv_handle_t *h) {
   actor *a = h->data;
   actor_call *c;
-  char how[128], full[ACTOR__ERRMSG_MAX];
+  char how[200], full[ACTOR__ERRMSG_MAX];
   int code;
 
   actor__describe_end(a, how, sizeof(how));
   if (a->exit_error) {
     /* The cause, then how it ended; the bound keeps both within size. */
-    snprintf(full, sizeof(full), "%.370s; %s", a->reason, how);
+    snprintf(full, sizeof(full), "%.300s; %s", a->reason, how);
     memcpy(a->reason, full, sizeof(full));
   } else {
     snprintf(a->reason, sizeof(a->reason), "%s", how);
@@ -586,6 +592,7 @@ int actor_spawn(actor_rt *rt, const actor_opts *o, actor **ap) {
   a->bstate = calloc(1, b->state_size ? b->state_size : 1);
   a->name = strdup(o->name      ? o->name
                    : o->program ? base_name(o->program)
+                   : o->entry   ? o->entry
                                 : bname);
   if (a->bstate == NULL || a->name == NULL) {
     free(a->bstate);

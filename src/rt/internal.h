@@ -39,6 +39,10 @@ struct actor_opts {
   char **env; /* additions, NULL-terminated */
   size_t nenv;
   int clear_env;
+  char *entry;  /* Python actors: "package.module:function" */
+  char **paths; /* NULL-terminated, for sys.path */
+  size_t npaths;
+  int subint_mode;
   int stdio[3];
   uint64_t hello_ms, graceful_ms, term_ms, kill_ms;
   actor_exit_cb exit_cb;
@@ -107,6 +111,7 @@ struct actor {
   int finishing;
   int exit_status, exit_signal, exit_error;
   char reason[ACTOR__ERRMSG_MAX];
+  char how[200]; /* the backend's words, if any */
 
   actor_exit_cb exit_cb;
   void *exit_arg;
@@ -131,6 +136,9 @@ extern const struct actor__chan_cbs actor__parent_chan_cbs;
 /* Backends report: the child is gone (status/signal as waitpid says;
  * err for a failure of the backend itself). */
 void actor__backend_exited(actor *a, int64_t status, int sig, int err);
+/* Backends may say in words how the child ended ("entry raised
+ * ValueError: bad"), before actor__backend_exited; it joins the reason. */
+void actor__backend_set_how(actor *a, const char *how);
 /* Backends report: close finished. */
 void actor__backend_closed(actor *a);
 /* Backends hand over captured output, one line at a time. */

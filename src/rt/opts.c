@@ -44,6 +44,8 @@ void actor_opts_free(actor_opts *o) {
   free(o->program);
   free(o->cwd);
   free(o->name);
+  free(o->entry);
+  opts__free_vec(o->paths);
   opts__free_vec(o->args);
   opts__free_vec(o->env);
   free(o);
@@ -104,6 +106,28 @@ int actor_opts_add_env(actor_opts *o, const char *name_value) {
   if (actor__env_reserved(name_value))
     return -EINVAL;
   return opts__push(&o->env, &o->nenv, name_value);
+}
+
+int actor_opts_set_entry(actor_opts *o, const char *entry) {
+  const char *colon;
+  /* "package.module:function": a module path, one colon, a name. */
+  if (entry == NULL || (colon = strchr(entry, ':')) == NULL ||
+      colon == entry || colon[1] == '\0' || strchr(colon + 1, ':') != NULL)
+    return -EINVAL;
+  return opts__set(&o->entry, entry);
+}
+
+int actor_opts_add_path(actor_opts *o, const char *dir) {
+  if (dir == NULL || *dir == '\0')
+    return -EINVAL;
+  return opts__push(&o->paths, &o->npaths, dir);
+}
+
+int actor_opts_set_subint_mode(actor_opts *o, int mode) {
+  if (mode != ACTOR_SUBINT_ISOLATED && mode != ACTOR_SUBINT_LEGACY)
+    return -EINVAL;
+  o->subint_mode = mode;
+  return 0;
 }
 
 int actor_opts_clear_env(actor_opts *o) {

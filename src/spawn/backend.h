@@ -45,10 +45,17 @@ const struct actor__backend *actor__backend_find(const char *name);
 
 /* The compiled-in backends.  Adding one: its file, one line here, one
  * source line in CMakeLists.txt.  The name here must equal ops->name. */
-#define ACTOR__BACKENDS(XX) XX(subproc)
+#define ACTOR__BACKENDS(XX) XX(subproc) XX(subint) XX(subint_fork)
 
 #define ACTOR__BACKEND_DECL(n) extern const struct actor__backend actor__backend_##n;
 ACTOR__BACKENDS(ACTOR__BACKEND_DECL)
 #undef ACTOR__BACKEND_DECL
+
+/* The subint_fork probe, run once per process and cached (libactor-python;
+ * the core build answers ACTOR_EUNAVAIL). */
+int actor__subint_fork_probe_cached(int *blocked, const char **evidence);
+/* The same result only if a probe has already run (never runs one):
+ * ACTOR_EUNAVAIL otherwise.  Safe on the loop thread. */
+int actor__subint_fork_probe_peek(int *blocked, const char **evidence);
 
 #endif

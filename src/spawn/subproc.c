@@ -236,12 +236,20 @@ static int subproc_start(void *st, actor *a, const actor_opts *o) {
   uv_stdio_container_t stdio[4];
   char *own[6] = {0};
   char **argv = NULL, **env = NULL;
+  const char *program;
   int sv[2] = {-1, -1};
-  size_t i;
+  size_t i, argc;
   int r;
 
   sp->a = a;
-  if (o->program == NULL) {
+  program = o->program;
+  if (program == NULL && o->entry != NULL) {
+    /* A Python actor: run it in the Python actor host. */
+    program = getenv("LIBACTOR_PYHOST");
+    if (program == NULL || *program == '\0')
+      program = ACTOR_PYHOST_DEFAULT;
+  }
+  if (program == NULL) {
     actor__seterr(rt, "subproc: no program given (actor_opts_set_program)");
     return -EINVAL;
   }
@@ -250,15 +258,23 @@ static int subproc_start(void *st, actor *a, const actor_opts *o) {
     actor__seterr(rt, "subproc: socketpair: %s", strerror(-r));
     return r;
   }
-  argv = calloc(o->nargs + 2, sizeof(*argv));
+  argv = calloc(o->nargs + 2 * o->npaths + 3, sizeof(*argv));
   env = subproc__env(o, rt, 3, a->name, own);
   if (argv == NULL || env == NULL) {
     r = -ENOMEM;
     goto out;
   }
-  argv[0] = o->program;
+  argc = 0;
+  argv[argc++] = (char *)program;
+  if (o->entry != NULL) { /* actor-pyhost [-p DIR]... ENTRY */
+    for (i = 0; i < o->npaths; i++) {
+      argv[argc++] = "-p";
+      argv[argc++] = o->paths[i];
+    }
+    argv[argc++] = o->entry;
+  }
   for (i = 0; i < o->nargs; i++)
-    argv[i + 1] = o->args[i];
+    argv[argc++] = o->args[i];
 
   memset(stdio, 0, sizeof(stdio));
   stdio[0].flags = UV_IGNORE;
@@ -289,7 +305,7 @@ static int subproc_start(void *st, actor *a, const actor_opts *o) {
 
   memset(&po, 0, sizeof(po));
   po.exit_cb = proc__exit;
-  po.file = o->program;
+  po.file = program;
   po.args = argv;
   po.env = env;
   po.cwd = o->cwd;
@@ -304,7 +320,7 @@ static int subproc_start(void *st, actor *a, const actor_opts *o) {
   sp->proc.data = sp;
   if (r) {
     sp->proc_done = 1;
-    actor__seterr(rt, "subproc: cannot execute '%s': %s", o->program,
+    actor__seterr(rt, "subproc: cannot execute '%s': %s", program,
                   uv_strerror(r));
     goto out;
   }

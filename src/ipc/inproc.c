@@ -1,0 +1,321 @@
+/* In-process transport: frames between the loop thread (parent) and a
+ * child running on another thread of the same process (a sub-interpreter).
+ *
+ * The same frames and the same dispatch code as the socket channel: the
+ * parent side is an ordinary struct actor__chan whose ops move bytes through
+ * memory instead of a socket.  Two byte queues, one per direction, share a
+ * mutex:
+ *
+ *   parent -> child   `p2c`: the parent appends its out buffer; a child
+ *                     waiting for input is woken by a condition variable,
+ *                     but only if it is actually asleep (no futex call
+ *                     otherwise).
+ *   child -> parent   `c2p`: the child appends frames and wakes the loop
+ *                     with uv_async_send(), which is free when a wake-up is
+ *                     already pending; the loop takes the whole queue by
+ *                     swapping buffers, so bytes are copied once.
+ *
+ * A child that finds nothing to read spins briefly (re-checking without the
+ * lock) before it sleeps, so a call answered quickly costs no futex wait on
+ * either side.  Blocking on the child side always happens with no Python
+ * lock held (the caller releases its GIL first).
+ *
+ * Lifetime: the shared block is reference-counted (parent side and child
+ * side); either side may go first.  The uv_async_t belongs to the loop: the
+ * parent marks the block closed under the mutex before closing the handle,
+ * and the child only calls uv_async_send() under the mutex when the parent
+ * is not closed, so it never touches a closed handle. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "actor.h"
+#include "ipc/chan.h"
+#include "ipc/inproc.h"
+
+/* How long a child re-checks for input before sleeping. */
+#define INPROC_SPIN_NS 50000
+
+struct actor__inproc {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  struct abuf p2c, c2p;
+  atomic_size_t p2c_len; /* hint for the spinning child, read unlocked */
+  int child_waiting;
+  int wake; /* actor__inproc_wake() was called */
+  int parent_closed; /* parent side gone: EOF for the child */
+  int child_closed;  /* child side gone: EOF for the parent */
+  uv_async_t *async; /* the parent's wake-up; NULL once closed */
+  atomic_int refs;
+};
+
+struct actor__inproc *actor__inproc_new(void) {
+  struct actor__inproc *ip = calloc(1, sizeof(*ip));
+  if (ip == NULL)
+    return NULL;
+  pthread_mutex_init(&ip->mu, NULL);
+  pthread_cond_init(&ip->cv, NULL);
+  actor__buf_init(&ip->p2c);
+  actor__buf_init(&ip->c2p);
+  atomic_init(&ip->refs, 1); /* the creator's; each side adds its own */
+  atomic_init(&ip->p2c_len, 0);
+  return ip;
+}
+
+void actor__inproc_ref(struct actor__inproc *ip) {
+  atomic_fetch_add(&ip->refs, 1);
+}
+
+void actor__inproc_unref(struct actor__inproc *ip) {
+  if (ip == NULL || atomic_fetch_sub(&ip->refs, 1) != 1)
+    return;
+  pthread_mutex_destroy(&ip->mu);
+  pthread_cond_destroy(&ip->cv);
+  actor__buf_fini(&ip->p2c);
+  actor__buf_fini(&ip->c2p);
+  free(ip);
+}
+
+/* ---- parent side (loop thread) -------------------------------------------- */
+
+#define CH_IP(ch) ((struct actor__inproc *)(ch)->u.i.ip)
+
+/* Take what the child wrote.  Returns 1 when the child side is closed and
+ * everything it wrote has been taken. */
+static int inproc__take(struct actor__chan *ch) {
+  struct actor__inproc *ip = CH_IP(ch);
+  struct abuf tmp;
+  int closed;
+
+  pthread_mutex_lock(&ip->mu);
+  if (ip->c2p.len > 0) {
+    if (ch->in.len == 0) {
+      /* Swap, no copy: our (empty) buffer goes back for the child. */
+      tmp = ch->in;
+      ch->in = ip->c2p;
+      ip->c2p = tmp;
+      ip->c2p.len = 0;
+      ip->c2p.off = 0;
+    } else if (actor__buf_append(&ch->in, actor__buf_data(&ip->c2p),
+                                 ip->c2p.len) == 0) {
+      ip->c2p.len = 0;
+      ip->c2p.off = 0;
+    }
+  }
+  closed = ip->child_closed && ip->c2p.len == 0;
+  pthread_mutex_unlock(&ip->mu);
+  return closed;
+}
+
+static void inproc__pump(struct actor__chan *ch) {
+  int closed;
+  if (ch->closing || ch->eof)
+    return;
+  closed = inproc__take(ch);
+  if (ch->in.len > 0 && actor__chan_deliver(ch))
+    return;
+  if (closed && !ch->closing)
+    actor__chan_signal_eof(ch, 0);
+}
+
+static void inproc__async_cb(uv_async_t *h) { inproc__pump(h->data); }
+
+static int inproc__flush(struct actor__chan *ch) {
+  struct actor__inproc *ip = CH_IP(ch);
+  int r = 0, wake;
+
+  if (ch->closing)
+    return ACTOR_ECLOSED;
+  if (ch->hold || ch->out.len == 0)
+    return 0;
+  pthread_mutex_lock(&ip->mu);
+  if (ip->child_closed) {
+    r = ACTOR_ECLOSED; /* nobody will read it; EOF comes from the pump */
+  } else if (ip->p2c.len == 0) {
+    struct abuf tmp = ip->p2c;
+    ip->p2c = ch->out;
+    ch->out = tmp;
+  } else {
+    r = actor__buf_append(&ip->p2c, actor__buf_data(&ch->out), ch->out.len);
+  }
+  ch->out.len = 0;
+  ch->out.off = 0;
+  atomic_store(&ip->p2c_len, ip->p2c.len);
+  wake = ip->child_waiting;
+  pthread_mutex_unlock(&ip->mu);
+  if (wake)
+    pthread_cond_signal(&ip->cv);
+  return r;
+}
+
+/* Frames go to the child at once: there is no syscall to save by batching
+ * (the lock is cheap), and the child may be spinning for them. */
+static void inproc__kick(struct actor__chan *ch) { inproc__flush(ch); }
+
+static int inproc__drain(struct actor__chan *ch, size_t hwm) {
+  (void)hwm;
+  return inproc__flush(ch); /* memory never pushes back */
+}
+
+static void inproc__closed(uv_handle_t *h) {
+  struct actor__chan *ch = h->data;
+  struct actor__inproc *ip = CH_IP(ch);
+  free(h);
+  actor__chan_fini(ch);
+  actor__inproc_unref(ip);
+  if (ch->cbs->on_closed)
+    ch->cbs->on_closed(ch);
+}
+
+static void inproc__close(struct actor__chan *ch) {
+  struct actor__inproc *ip = CH_IP(ch);
+  uv_async_t *async;
+  if (ch->closing)
+    return;
+  ch->closing = 1;
+  pthread_mutex_lock(&ip->mu);
+  ip->parent_closed = 1;
+  async = ip->async;
+  ip->async = NULL;
+  pthread_mutex_unlock(&ip->mu);
+  pthread_cond_broadcast(&ip->cv); /* a waiting child sees EOF */
+  uv_close((uv_handle_t *)async, inproc__closed);
+}
+
+static const struct actor__chan_ops inproc_ops = {
+    1,           "inproc",     inproc__kick, inproc__flush,
+    inproc__drain, inproc__pump, inproc__close,
+};
+
+int actor__inproc_open_parent(struct actor__chan *ch, uv_loop_t *loop,
+                              struct actor__inproc *ip, size_t max_frame,
+                              const struct actor__chan_cbs *cbs, void *data) {
+  uv_async_t *async;
+  int r;
+
+  r = actor__chan_init(ch, loop, max_frame, cbs, data);
+  if (r)
+    return r;
+  async = malloc(sizeof(*async));
+  if (async == NULL) {
+    actor__chan_fini(ch);
+    return -ENOMEM;
+  }
+  r = uv_async_init(loop, async, inproc__async_cb);
+  if (r) {
+    free(async);
+    actor__chan_fini(ch);
+    return r;
+  }
+  async->data = ch;
+  ch->ops = &inproc_ops;
+  ch->u.i.ip = ip;
+  actor__inproc_ref(ip);
+  pthread_mutex_lock(&ip->mu);
+  ip->async = async;
+  pthread_mutex_unlock(&ip->mu);
+  /* The child may have written (HELLO) before we attached. */
+  uv_async_send(async);
+  return 0;
+}
+
+/* ---- child side (any thread; blocking) ------------------------------------ */
+
+int actor__inproc_child_write(struct actor__inproc *ip, const char *p,
+                              size_t n) {
+  int r = 0;
+  pthread_mutex_lock(&ip->mu);
+  if (ip->parent_closed)
+    r = ACTOR_ECLOSED;
+  else if (actor__buf_append(&ip->c2p, p, n))
+    r = -ENOMEM;
+  else if (ip->async != NULL)
+    uv_async_send(ip->async); /* free when a wake-up is already pending */
+  pthread_mutex_unlock(&ip->mu);
+  return r;
+}
+
+static uint64_t inproc__now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int actor__inproc_child_read(struct actor__inproc *ip, struct abuf *in,
+                             int timeout_ms) {
+  uint64_t spin_end = inproc__now_ns() + INPROC_SPIN_NS;
+  struct timespec until;
+  int r = 0;
+
+  /* Spin without the lock while the parent is likely to answer soon. */
+  while (atomic_load_explicit(&ip->p2c_len, memory_order_acquire) == 0 &&
+         timeout_ms != 0 && inproc__now_ns() < spin_end)
+    ;
+  if (timeout_ms > 0) {
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000L;
+    }
+  }
+  pthread_mutex_lock(&ip->mu);
+  while (ip->p2c.len == 0 && !ip->parent_closed && r == 0) {
+    if (timeout_ms == 0 || ip->wake) {
+      ip->wake = 0;
+      r = -ETIMEDOUT;
+      break;
+    }
+    ip->child_waiting = 1;
+    if (timeout_ms < 0)
+      pthread_cond_wait(&ip->cv, &ip->mu);
+    else if (pthread_cond_timedwait(&ip->cv, &ip->mu, &until) == ETIMEDOUT &&
+             ip->p2c.len == 0)
+      r = -ETIMEDOUT;
+    ip->child_waiting = 0;
+  }
+  if (ip->p2c.len > 0) {
+    if (in->len == 0) {
+      struct abuf tmp = *in;
+      *in = ip->p2c;
+      ip->p2c = tmp;
+      ip->p2c.len = 0;
+      ip->p2c.off = 0;
+    } else if (actor__buf_append(in, actor__buf_data(&ip->p2c), ip->p2c.len) ==
+               0) {
+      ip->p2c.len = 0;
+      ip->p2c.off = 0;
+    } else {
+      r = -ENOMEM;
+    }
+    atomic_store(&ip->p2c_len, ip->p2c.len);
+    r = r == -ETIMEDOUT ? 0 : r;
+  } else if (ip->parent_closed && r == 0) {
+    r = ACTOR_ECLOSED;
+  }
+  pthread_mutex_unlock(&ip->mu);
+  return r;
+}
+
+int actor__inproc_child_pending(struct actor__inproc *ip) {
+  return atomic_load_explicit(&ip->p2c_len, memory_order_acquire) != 0;
+}
+
+void actor__inproc_wake(struct actor__inproc *ip) {
+  pthread_mutex_lock(&ip->mu);
+  ip->wake = 1;
+  pthread_mutex_unlock(&ip->mu);
+  pthread_cond_broadcast(&ip->cv);
+}
+
+void actor__inproc_child_close(struct actor__inproc *ip) {
+  pthread_mutex_lock(&ip->mu);
+  ip->child_closed = 1;
+  if (ip->async != NULL)
+    uv_async_send(ip->async);
+  pthread_mutex_unlock(&ip->mu);
+}
