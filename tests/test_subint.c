@@ -335,6 +335,35 @@ static void pyactor_entry_errors_end_the_actor_with_the_reason(void **state) {
   ts_finish(&t);
 }
 
+/* Regression: a reply picked up while the loop spins before blocking must
+ * not leave uv_run(ONCE) blocked with nothing else on the loop (no timer
+ * here, unlike ts_wait).  A hang is caught by the watchdog. */
+static void subint_sequential_calls_driven_by_run_once(void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  struct ts_call r;
+  int64_t v[2] = {1, 2};
+  uint64_t t0;
+  actor *a;
+  int i, n = 5000;
+
+  ts_start(&t);
+  a = py_spawn(&t, "pyactors:main", "subint", ACTOR_SUBINT_ISOLATED, &ex);
+  while (ex.hello == 0)
+    uv_run(&t.loop, UV_RUN_ONCE);
+  t0 = th_now_ms();
+  for (i = 0; i < n; i++) {
+    TH_OK(ts_call_ints(a, "add", v, 2, &r, NULL));
+    while (!r.done)
+      uv_run(&t.loop, UV_RUN_ONCE);
+    TH_OK(r.status);
+    assert_int_equal(r.value, 3);
+  }
+  print_message("  %d sequential calls: %.2f us per round trip\n", n,
+                (double)(th_now_ms() - t0) * 1000.0 / n);
+  ts_finish(&t);
+}
+
 /* ---- cancellation and teardown ---------------------------------------------- */
 
 /* `while True: pass` ignores STOP; the interrupt ends it before the kill
@@ -559,6 +588,7 @@ static int run_all(void) {
       TH_TEST(pyactor_values_convert_both_ways),
       TH_TEST(subint_single_phase_extension_import_is_a_clear_error),
       TH_TEST(pyactor_entry_errors_end_the_actor_with_the_reason),
+      TH_TEST(subint_sequential_calls_driven_by_run_once),
       TH_TEST(subint_cancel_of_spinning_actor_is_interrupted),
       TH_TEST_T(subint_200_spawn_teardown_cycles_leave_counts_unchanged, 120),
       TH_TEST(subint_sigint_with_20_spinning_isolated_actors),

@@ -74,6 +74,10 @@ struct actor__chan {
     } s;
     struct {
       void *ip; /* struct actor__inproc */
+      uv_prepare_t *prep;
+      uv_idle_t *idle;
+      int expect; /* sent something; a reply may be close */
+      int pending_close;
     } i;
   } u;
 };

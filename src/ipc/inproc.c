@@ -15,9 +15,14 @@
  *                     already pending; the loop takes the whole queue by
  *                     swapping buffers, so bytes are copied once.
  *
- * A child that finds nothing to read spins briefly (re-checking without the
- * lock) before it sleeps, so a call answered quickly costs no futex wait on
- * either side.  Blocking on the child side always happens with no Python
+ * Both sides spin briefly before they sleep, so a call answered quickly
+ * costs no wake-up at all.  The child re-checks for input without the lock
+ * before waiting on the condition variable.  The parent, when it has just
+ * sent something (a reply may follow), spins in a uv_prepare callback —
+ * just before its loop would block — and while it spins, the child skips
+ * uv_async_send (a syscall).  The child reads `parent_spinning` under the
+ * mutex, and the parent clears it under the mutex and then takes what
+ * arrived, so a frame written as the spin ends is never left unseen.  Blocking on the child side always happens with no Python
  * lock held (the caller releases its GIL first).
  *
  * Lifetime: the shared block is reference-counted (parent side and child
@@ -36,14 +41,18 @@
 #include "ipc/chan.h"
 #include "ipc/inproc.h"
 
-/* How long a child re-checks for input before sleeping. */
+/* How long a child re-checks for input before sleeping, and how long the
+ * parent's loop waits for a reply before it blocks. */
 #define INPROC_SPIN_NS 50000
+#define INPROC_PARENT_SPIN_NS 30000
 
 struct actor__inproc {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   struct abuf p2c, c2p;
   atomic_size_t p2c_len; /* hint for the spinning child, read unlocked */
+  atomic_size_t c2p_len; /* hint for the spinning parent */
+  int parent_spinning;
   int child_waiting;
   int wake; /* actor__inproc_wake() was called */
   int parent_closed; /* parent side gone: EOF for the child */
@@ -105,6 +114,7 @@ static int inproc__take(struct actor__chan *ch) {
       ip->c2p.off = 0;
     }
   }
+  atomic_store(&ip->c2p_len, ip->c2p.len);
   closed = ip->child_closed && ip->c2p.len == 0;
   pthread_mutex_unlock(&ip->mu);
   return closed;
@@ -143,6 +153,7 @@ static int inproc__flush(struct actor__chan *ch) {
   }
   ch->out.len = 0;
   ch->out.off = 0;
+  ch->u.i.expect = r == 0; /* an answer may follow: worth a short spin */
   atomic_store(&ip->p2c_len, ip->p2c.len);
   wake = ip->child_waiting;
   pthread_mutex_unlock(&ip->mu);
@@ -160,10 +171,44 @@ static int inproc__drain(struct actor__chan *ch, size_t hwm) {
   return inproc__flush(ch); /* memory never pushes back */
 }
 
+static uint64_t inproc__now_ns(void);
+
+static void inproc__idle_cb(uv_idle_t *h) { uv_idle_stop(h); }
+
+static void inproc__prepare_cb(uv_prepare_t *h) {
+  struct actor__chan *ch = h->data;
+  struct actor__inproc *ip = CH_IP(ch);
+  uint64_t end;
+
+  if (!ch->u.i.expect || ch->closing || ch->eof)
+    return;
+  ch->u.i.expect = 0;
+  pthread_mutex_lock(&ip->mu);
+  ip->parent_spinning = 1;
+  pthread_mutex_unlock(&ip->mu);
+  end = inproc__now_ns() + INPROC_PARENT_SPIN_NS;
+  while (atomic_load_explicit(&ip->c2p_len, memory_order_acquire) == 0 &&
+         inproc__now_ns() < end)
+    ;
+  pthread_mutex_lock(&ip->mu);
+  ip->parent_spinning = 0;
+  pthread_mutex_unlock(&ip->mu);
+  if (atomic_load(&ip->c2p_len) == 0)
+    return;
+  /* What came during the spin sent no wake-up: deliver it here.  The
+   * callbacks it runs may have changed what the host waits for, so this
+   * iteration's poll must not block: the idle handle makes its timeout 0
+   * (uv_run(ONCE) then returns to the host). */
+  uv_idle_start(ch->u.i.idle, inproc__idle_cb);
+  inproc__pump(ch);
+}
+
 static void inproc__closed(uv_handle_t *h) {
   struct actor__chan *ch = h->data;
   struct actor__inproc *ip = CH_IP(ch);
   free(h);
+  if (--ch->u.i.pending_close > 0)
+    return;
   actor__chan_fini(ch);
   actor__inproc_unref(ip);
   if (ch->cbs->on_closed)
@@ -182,7 +227,10 @@ static void inproc__close(struct actor__chan *ch) {
   ip->async = NULL;
   pthread_mutex_unlock(&ip->mu);
   pthread_cond_broadcast(&ip->cv); /* a waiting child sees EOF */
+  ch->u.i.pending_close = 3;
   uv_close((uv_handle_t *)async, inproc__closed);
+  uv_close((uv_handle_t *)ch->u.i.prep, inproc__closed);
+  uv_close((uv_handle_t *)ch->u.i.idle, inproc__closed);
 }
 
 static const struct actor__chan_ops inproc_ops = {
@@ -200,17 +248,23 @@ int actor__inproc_open_parent(struct actor__chan *ch, uv_loop_t *loop,
   if (r)
     return r;
   async = malloc(sizeof(*async));
-  if (async == NULL) {
-    actor__chan_fini(ch);
-    return -ENOMEM;
+  ch->u.i.prep = malloc(sizeof(*ch->u.i.prep));
+  ch->u.i.idle = malloc(sizeof(*ch->u.i.idle));
+  if (async == NULL || ch->u.i.prep == NULL || ch->u.i.idle == NULL) {
+    r = -ENOMEM;
+    goto fail;
   }
   r = uv_async_init(loop, async, inproc__async_cb);
-  if (r) {
-    free(async);
-    actor__chan_fini(ch);
-    return r;
-  }
+  if (r)
+    goto fail;
   async->data = ch;
+  uv_prepare_init(loop, ch->u.i.prep);
+  ch->u.i.prep->data = ch;
+  uv_idle_init(loop, ch->u.i.idle);
+  ch->u.i.idle->data = ch;
+  uv_prepare_start(ch->u.i.prep, inproc__prepare_cb);
+  /* A prepare handle alone must not keep the loop alive. */
+  uv_unref((uv_handle_t *)ch->u.i.prep);
   ch->ops = &inproc_ops;
   ch->u.i.ip = ip;
   actor__inproc_ref(ip);
@@ -220,6 +274,13 @@ int actor__inproc_open_parent(struct actor__chan *ch, uv_loop_t *loop,
   /* The child may have written (HELLO) before we attached. */
   uv_async_send(async);
   return 0;
+
+fail:
+  free(async);
+  free(ch->u.i.prep);
+  free(ch->u.i.idle);
+  actor__chan_fini(ch);
+  return r;
 }
 
 /* ---- child side (any thread; blocking) ------------------------------------ */
@@ -232,8 +293,13 @@ int actor__inproc_child_write(struct actor__inproc *ip, const char *p,
     r = ACTOR_ECLOSED;
   else if (actor__buf_append(&ip->c2p, p, n))
     r = -ENOMEM;
-  else if (ip->async != NULL)
-    uv_async_send(ip->async); /* free when a wake-up is already pending */
+  else {
+    atomic_store_explicit(&ip->c2p_len, ip->c2p.len, memory_order_release);
+    /* A spinning parent sees c2p_len; otherwise wake its loop (free when a
+     * wake-up is already pending). */
+    if (!ip->parent_spinning && ip->async != NULL)
+      uv_async_send(ip->async);
+  }
   pthread_mutex_unlock(&ip->mu);
   return r;
 }
