@@ -776,6 +776,39 @@ static void hello_callback_and_states(void **state) {
   ts_finish(&t);
 }
 
+/* The core library has no Python: subint is listed, unavailable with the
+ * reason, and spawning on it fails with that reason, leaving nothing. */
+static void subint_core_build_reports_unavailable_with_reason(void **state) {
+  struct ts t;
+  const char *why = NULL;
+  const char *const *names = actor_backend_names();
+  actor_opts *o;
+  actor *a = NULL;
+  int i, listed = 0;
+
+  for (i = 0; names[i] != NULL; i++)
+    listed += strcmp(names[i], "subint") == 0;
+  assert_int_equal(listed, 1);
+  TH_ERR(actor_backend_available("subint", &why), ACTOR_EUNAVAIL);
+  assert_non_null(why);
+  assert_non_null(strstr(why, "built without Python"));
+  assert_non_null(strstr(why, "libactor-python"));
+  assert_non_null(strstr(why, "3.14"));
+  ts_start(&t);
+  TH_OK(actor_opts_new(&o));
+  TH_OK(actor_opts_set_backend(o, "subint"));
+  TH_OK(actor_opts_set_entry(o, "mod:main"));
+  TH_ERR(actor_spawn(t.rt, o, &a), ACTOR_EUNAVAIL);
+  assert_null(a);
+  assert_non_null(strstr(actor_rt_errmsg(t.rt), "subint: "));
+  assert_non_null(strstr(actor_rt_errmsg(t.rt), "built without Python"));
+  assert_int_equal(actor_rt_actor_count(t.rt), 0);
+  TH_ERR(actor_subint_fork_probe(&i, NULL, 0), ACTOR_EUNAVAIL);
+  assert_int_equal(actor_subint_abandoned_count(), 0);
+  actor_opts_free(o);
+  ts_finish(&t);
+}
+
 static int run_all(void) {
   const struct CMUnitTest tests[] = {
       TH_TEST(errors_have_names_and_messages),
@@ -792,6 +825,7 @@ static int run_all(void) {
       TH_TEST(call_argument_validation),
       TH_TEST(call_null_args_with_length_errmsg_names_the_args),
       TH_TEST(hello_callback_and_states),
+      TH_TEST(subint_core_build_reports_unavailable_with_reason),
   };
   return cmocka_run_group_tests_name("runtime", tests, ts_group_setup, NULL);
 }
