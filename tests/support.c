@@ -386,6 +386,13 @@ static int fn_nap_deaf(actor_ctx *x, const char *a, size_t n, void *arg) {
   return nap_start(x, a, n, 0);
 }
 
+/* Gives up without answering: the runtime answers with the code. */
+static int fn_give_up(actor_ctx *x, const char *a, size_t n, void *arg) {
+  int64_t which = 0;
+  args_ints(a, n, &which, 1);
+  return which == 1 ? ACTOR_ECANCELED : -EIO;
+}
+
 static int fn_fail(actor_ctx *x, const char *a, size_t n, void *arg) {
   return actor_ctx_error(x, "ValueError", "bad value: 42",
                          "Traceback (most recent call last):\n"
@@ -569,6 +576,7 @@ static int helper_actor(int argc, char **argv) {
   actor_child_register(c, "nap", fn_nap, NULL);
   actor_child_register(c, "nap_deaf", fn_nap_deaf, NULL);
   actor_child_register(c, "fail", fn_fail, NULL);
+  actor_child_register(c, "give_up", fn_give_up, NULL);
   actor_child_register(c, "exit_now", fn_exit_now, NULL);
   actor_child_register(c, "fail_huge", fn_fail_huge, NULL);
   actor_child_register(c, "crash", fn_crash, NULL);

@@ -108,6 +108,29 @@ static void subproc_remote_error_carries_type_message_traceback(void **state) {
   ts_finish(&t);
 }
 
+/* A function that returns an error code without answering: the runtime
+ * answers for it, and a code the parent knows keeps its meaning. */
+static void subproc_function_returning_a_code_is_answered(void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  struct ts_call r;
+  int64_t which;
+  actor *a;
+
+  ts_start(&t);
+  a = ts_spawn(&t, "actor", &ex);
+  which = 1;
+  TH_OK(ts_call_ints(a, "give_up", &which, 1, &r, NULL));
+  ts_wait(&t, &r.done, 5000);
+  TH_ERR(r.status, ACTOR_ECANCELED);
+  which = 2;
+  TH_OK(ts_call_ints(a, "give_up", &which, 1, &r, NULL));
+  ts_wait(&t, &r.done, 5000);
+  TH_ERR(r.status, ACTOR_EREMOTE);
+  assert_string_equal(r.etype, "EIO");
+  ts_finish(&t);
+}
+
 static void subproc_unknown_function_is_enofunc(void **state) {
   struct ts t;
   struct ts_exit ex;
@@ -616,6 +639,7 @@ static int run_all(void) {
       TH_TEST(subproc_concurrent_calls_each_reply_finds_its_caller),
       TH_TEST(subproc_remote_error_carries_type_message_traceback),
       TH_TEST(subproc_unknown_function_is_enofunc),
+      TH_TEST(subproc_function_returning_a_code_is_answered),
       TH_TEST(subproc_one_way_stream_10000_items_complete_and_in_order),
       TH_TEST(subproc_two_way_stream_ping_pong),
       TH_TEST(subproc_call_cancel_completes_with_ecanceled),

@@ -424,7 +424,12 @@ static void child__on_call(actor_child *c, const struct actor__msg *m) {
   r = f->fn(x, m->payload, m->payload_len, f->arg);
   x->in_fn = 0;
   if (r < 0 && !x->released) {
-    actor_ctx_error(x, actor_err_name(r), actor_strerror(r), "");
+    /* The codes the parent knows by type keep their meaning. */
+    actor_ctx_error(x,
+                    r == ACTOR_ECANCELED ? ACTOR__ERRTYPE_CANCELLED
+                    : r == ACTOR_E2BIG   ? ACTOR__ERRTYPE_TOOBIG
+                                         : actor_err_name(r),
+                    actor_strerror(r), "");
     return;
   }
   ctx__maybe_free(x);
