@@ -1200,6 +1200,33 @@ static void buf_reserve_compacts_and_grows(void **state) {
   assert_int_equal(b.cap, 0);
 }
 
+/* Counts and lengths that announce more than the bytes present are refused
+ * before msgpack-c sees them (it would allocate for the announced count:
+ * ~100 GB for 2^32 elements). */
+static void codec_announced_counts_beyond_the_data_are_refused(void **state) {
+  static const unsigned char arr32[] = {0xdd, 0xff, 0xff, 0xff, 0xff};
+  static const unsigned char map32[] = {0xdf, 0x10, 0x00, 0x00, 0x00, 0x01};
+  static const unsigned char bin32[] = {0xc6, 0x7f, 0xff, 0xff, 0xff, 0x00};
+  static const unsigned char ok[] = {0x92, 0x01, 0x91, 0xc0};
+  static const unsigned char two[] = {0x01, 0x02};
+  /* RETURN id 1 whose value announces 2^28 elements */
+  static const unsigned char ret[] = {0x93, 0x02, 0x01, 0xdd, 0x10, 0, 0, 0};
+  msgpack_zone zone;
+  struct actor__msg m;
+
+  assert_int_equal(actor__msgpack_sane((const char *)arr32, sizeof(arr32)), -1);
+  assert_int_equal(actor__msgpack_sane((const char *)map32, sizeof(map32)), -1);
+  assert_int_equal(actor__msgpack_sane((const char *)bin32, sizeof(bin32)), -1);
+  assert_int_equal(actor__msgpack_sane((const char *)ok, sizeof(ok)), 1);
+  assert_int_equal(actor__msgpack_sane((const char *)two, sizeof(two)), 2);
+  assert_true(msgpack_zone_init(&zone, 256));
+  TH_ERR(actor__msgpack_check((const char *)arr32, sizeof(arr32), &zone),
+         ACTOR_EBADFRAME);
+  TH_ERR(actor__msg_decode(&m, (const char *)ret, sizeof(ret), &zone),
+         ACTOR_EBADFRAME);
+  msgpack_zone_destroy(&zone);
+}
+
 static int run_all(void) {
   const struct CMUnitTest tests[] = {
       TH_TEST(codec_roundtrip_every_kind),
@@ -1213,6 +1240,7 @@ static int run_all(void) {
       TH_TEST(codec_malformed_bodies_rejected),
       TH_TEST(codec_extra_trailing_elements_are_ignored),
       TH_TEST(codec_msgpack_check),
+      TH_TEST(codec_announced_counts_beyond_the_data_are_refused),
       TH_TEST(idmap_put_get_del_under_churn),
       TH_TEST(buf_reserve_compacts_and_grows),
   };

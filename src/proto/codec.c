@@ -123,6 +123,13 @@ static int codec__array_header(const unsigned char *p, size_t len,
   return -1;
 }
 
+static uint64_t codec__be(const unsigned char *p, int k) {
+  uint64_t v = 0;
+  while (k-- > 0)
+    v = (v << 8) | *p++;
+  return v;
+}
+
 static int codec__next(const char *body, size_t len, size_t *off,
                        msgpack_zone *zone, msgpack_object *o) {
   size_t start = *off;
@@ -166,13 +173,131 @@ static int codec__str(const msgpack_object *o, struct actor__str *s) {
   return 0;
 }
 
+/* msgpack-c reserves room for a container's announced element count before
+ * it reads the elements, so five bytes announcing 2^32 elements make it
+ * try to allocate ~100 GB.  No msgpack-c call checks counts against the
+ * bytes actually there, hence this one pass: every element takes at least
+ * one byte, so no announced count or length may exceed what is left.  It
+ * also checks that [p, p+len) holds whole values only.  Returns the number
+ * of top-level values, or -1. */
+static long codec__sane(const char *p, size_t len, int one, size_t *end) {
+  const unsigned char *s = (const unsigned char *)p;
+  size_t pos = 0, need;
+  uint64_t pending = 0, n;
+  long values = 0;
+  unsigned char b;
+
+#define BE(k) codec__be(s + pos + 1, k)
+  while (pos < len || pending > 0) {
+    if (pos >= len)
+      return -1;
+    if (pending == 0) {
+      if (one && values == 1)
+        break;
+      values++;
+    }
+    else
+      pending--;
+    b = s[pos];
+    need = 1;
+    n = 0; /* elements this one contains */
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+      /* fixint, nil, bool */
+    } else if ((b & 0xe0) == 0xa0) {
+      need += b & 0x1f; /* fixstr */
+    } else if ((b & 0xf0) == 0x90) {
+      n = b & 0x0f;
+    } else if ((b & 0xf0) == 0x80) {
+      n = 2u * (b & 0x0f);
+    } else {
+      switch (b) {
+      case 0xcc: case 0xd0: need = 2; break;
+      case 0xcd: case 0xd1: need = 3; break;
+      case 0xca: case 0xce: case 0xd2: need = 5; break;
+      case 0xcb: case 0xcf: case 0xd3: need = 9; break;
+      case 0xd4: need = 3; break;  /* fixext 1 */
+      case 0xd5: need = 4; break;
+      case 0xd6: need = 6; break;
+      case 0xd7: need = 10; break;
+      case 0xd8: need = 18; break;
+      case 0xd9: case 0xc4: /* str8, bin8 */
+        if (len - pos < 2) return -1;
+        need = 2 + (size_t)BE(1);
+        break;
+      case 0xda: case 0xc5:
+        if (len - pos < 3) return -1;
+        need = 3 + (size_t)BE(2);
+        break;
+      case 0xdb: case 0xc6:
+        if (len - pos < 5) return -1;
+        need = 5 + (size_t)BE(4);
+        break;
+      case 0xc7: /* ext8: len, type, data */
+        if (len - pos < 2) return -1;
+        need = 3 + (size_t)BE(1);
+        break;
+      case 0xc8:
+        if (len - pos < 3) return -1;
+        need = 4 + (size_t)BE(2);
+        break;
+      case 0xc9:
+        if (len - pos < 5) return -1;
+        need = 6 + (size_t)BE(4);
+        break;
+      case 0xdc: case 0xde: /* array16, map16 */
+        if (len - pos < 3) return -1;
+        need = 3;
+        n = BE(2) * (b == 0xde ? 2u : 1u);
+        break;
+      case 0xdd: case 0xdf:
+        if (len - pos < 5) return -1;
+        need = 5;
+        n = BE(4) * (b == 0xdf ? 2u : 1u);
+        break;
+      default: /* 0xc1: never used */
+        return -1;
+      }
+    }
+    if (need > len - pos)
+      return -1;
+    pos += need;
+    if (n > len - pos || pending + n < pending)
+      return -1; /* more elements announced than bytes left */
+    pending += n;
+  }
+#undef BE
+  if (end != NULL)
+    *end = pos;
+  return values;
+}
+
+long actor__msgpack_sane(const char *p, size_t len) {
+  return codec__sane(p, len, 0, NULL);
+}
+
+int actor__msgpack_sane_first(const char *p, size_t len, size_t *end) {
+  return codec__sane(p, len, 1, end) == 1 ? 0 : -1;
+}
+
 int actor__msgpack_check(const char *p, size_t len, msgpack_zone *zone) {
   size_t off = 0;
   msgpack_object o;
-  if (len == 0 || msgpack_unpack(p, len, &off, zone, &o) !=
-                      MSGPACK_UNPACK_SUCCESS)
+  if (len == 0 || actor__msgpack_sane(p, len) != 1 ||
+      msgpack_unpack(p, len, &off, zone, &o) != MSGPACK_UNPACK_SUCCESS)
     return ACTOR_EBADFRAME;
   return off == len ? 0 : ACTOR_EBADFRAME;
+}
+
+static size_t codec__uint_size(unsigned char b) {
+  return b <= 0x7f ? 1 : b == 0xcc ? 2 : b == 0xcd ? 3 : b == 0xce ? 5 : 9;
+}
+
+static int codec__uint_at(const unsigned char *p, size_t len, size_t off) {
+  if (off >= len)
+    return 0;
+  if (!(p[off] <= 0x7f || (p[off] >= 0xcc && p[off] <= 0xcf)))
+    return 0;
+  return off + codec__uint_size(p[off]) <= len;
 }
 
 int actor__msg_peek(const char *body, size_t len, int *kind, uint32_t *id) {
@@ -185,6 +310,11 @@ int actor__msg_peek(const char *body, size_t len, int *kind, uint32_t *id) {
   int r = ACTOR_EBADFRAME;
 
   if (codec__array_header(p, len, &n, &off) || n < 2)
+    return ACTOR_EBADFRAME;
+  /* Only the start of the frame is here: accept nothing but two unsigned
+   * integers, so that msgpack-c never sees a container header. */
+  if (!codec__uint_at(p, len, off) ||
+      !codec__uint_at(p, len, off + codec__uint_size(p[off])))
     return ACTOR_EBADFRAME;
   if (!msgpack_zone_init(&zone, 256))
     return -ENOMEM;
@@ -210,6 +340,9 @@ int actor__msg_decode(struct actor__msg *m, const char *body, size_t len,
 
   memset(m, 0, sizeof(*m));
   m->kind = -1;
+  /* One pass over the whole frame first (see actor__msgpack_sane). */
+  if (actor__msgpack_sane(body, len) != 1)
+    return ACTOR_EBADFRAME;
   if (codec__array_header((const unsigned char *)body, len, &n, &off) ||
       n < 2)
     return ACTOR_EBADFRAME;

@@ -76,6 +76,15 @@ int actor__msg_decode(struct actor__msg *m, const char *body, size_t len,
  * used to attribute an oversized frame to its call.  0 or EBADFRAME. */
 int actor__msg_peek(const char *body, size_t len, int *kind, uint32_t *id);
 
+/* The number of whole msgpack values in [p, p+len), or -1 when some count
+ * or length announces more than the bytes that are there (or a byte is not
+ * msgpack).  One pass, no allocation: run it before msgpack-c sees
+ * untrusted bytes, since msgpack-c allocates for announced counts first. */
+long actor__msgpack_sane(const char *p, size_t len);
+/* The same for the first value only (what follows is not looked at): 0 and
+ * its end offset in *end, or -1. */
+int actor__msgpack_sane_first(const char *p, size_t len, size_t *end);
+
 /* 0 when [p, p+len) is exactly one well-formed msgpack value. */
 int actor__msgpack_check(const char *p, size_t len, msgpack_zone *zone);
 

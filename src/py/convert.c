@@ -80,6 +80,7 @@
  * buffer append in libactor): lists and dicts are read in place.  The sizes
  * are still re-checked, so a container that changed size while being
  * encoded is a RuntimeError rather than a malformed encoding. */
+#include "proto/codec.h"
 #include "py/py.h"
 
 #include <stdint.h>
@@ -457,6 +458,15 @@ PyObject *actor__py_unpack(const char *data, size_t len) {
   size_t off = 0;
   PyObject *r = NULL;
 
+  /* Counts checked against the bytes first: msgpack-c allocates for what
+   * a header announces before reading it (proto/codec.h). */
+  if (len > 0 && actor__msgpack_sane_first(data, len, &off) < 0) {
+    PyErr_SetString(PyExc_ValueError,
+                    "malformed msgpack data: truncated, or not msgpack (a "
+                    "count or length exceeds the data)");
+    return NULL;
+  }
+  off = 0;
   msgpack_unpacked_init(&u);
   switch (msgpack_unpack_next(&u, data, len, &off)) {
   case MSGPACK_UNPACK_SUCCESS:
