@@ -23,9 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "rt/internal.h"
@@ -82,65 +80,26 @@ struct actor_child {
 
 static const struct actor__chan_cbs child_chan_cbs;
 
-static void child__unsetenv(void) {
-  /* Our children get fresh values from our own runtime; stale ones must not
-   * leak into programs we exec. */
-  unsetenv(ACTOR__ENV_FD);
-  unsetenv(ACTOR__ENV_NAME);
-  unsetenv(ACTOR__ENV_MAX_FRAME);
-  unsetenv(ACTOR__ENV_PPID);
-  unsetenv(ACTOR__ENV_PROTO);
-  unsetenv(ACTOR__ENV_BACKEND);
-}
-
 int actor_child_new(actor_child **cp, uv_loop_t *loop) {
-  const char *s;
+  struct actor__child_env env;
   actor_child *c;
-  struct stat st;
-  char *end;
-  long fd, v;
   int r;
 
   *cp = NULL;
-  s = getenv(ACTOR__ENV_FD);
-  if (s == NULL)
-    return ACTOR_ENOTCHILD;
-  fd = strtol(s, &end, 10);
-  if (*end != '\0' || fd < 0 || fd > 1 << 20 || fstat((int)fd, &st) ||
-      !S_ISSOCK(st.st_mode))
-    return ACTOR_ENOTCHILD;
-  /* A parent of another protocol version is not refused here: HELLO
-   * carries our version, and the parent, which owns the decision, ends us
-   * with ACTOR_EVERSION on its side where the user can see it. */
-
-  /* Die with the parent even if our loop is busy; then check it is not
-   * already gone (it could have died before prctl). */
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  s = getenv(ACTOR__ENV_PPID);
-  if (s != NULL && strtol(s, NULL, 10) != (long)getppid())
-    return ACTOR_ECLOSED;
-
+  r = actor__child_env_take(&env);
+  if (r)
+    return r;
   c = calloc(1, sizeof(*c));
-  if (c == NULL)
+  if (c == NULL) {
+    actor__child_env_free(&env);
     return -ENOMEM;
+  }
   actor__log_init(&c->log);
   alist_init(&c->ctxs);
   actor__idmap_init(&c->ctxmap);
-  s = getenv(ACTOR__ENV_NAME);
-  c->name = strdup(s ? s : "actor");
-  s = getenv(ACTOR__ENV_BACKEND);
-  c->backend = strdup(s ? s : "subproc");
-  c->max_frame = ACTOR__DEFAULT_MAX_FRAME;
-  s = getenv(ACTOR__ENV_MAX_FRAME);
-  if (s != NULL) {
-    v = strtol(s, &end, 10);
-    if (*end == '\0' && v >= (long)ACTOR__MIN_MAX_FRAME)
-      c->max_frame = (size_t)v;
-  }
-  if (c->name == NULL || c->backend == NULL) {
-    r = -ENOMEM;
-    goto fail;
-  }
+  c->name = env.name; /* owned now */
+  c->backend = env.backend;
+  c->max_frame = env.max_frame;
   if (loop == NULL) {
     loop = malloc(sizeof(*loop));
     if (loop == NULL || (r = uv_loop_init(loop)) != 0) {
@@ -151,7 +110,7 @@ int actor_child_new(actor_child **cp, uv_loop_t *loop) {
     c->owns_loop = 1;
   }
   c->loop = loop;
-  r = actor__stream_open(&c->chan, loop, (int)fd, c->max_frame,
+  r = actor__stream_open(&c->chan, loop, env.fd, c->max_frame,
                          &child_chan_cbs, c);
   if (r) {
     if (c->owns_loop) {
@@ -163,7 +122,6 @@ int actor_child_new(actor_child **cp, uv_loop_t *loop) {
   c->chan_open = 1;
   uv_idle_init(loop, &c->stop_idle);
   c->stop_idle.data = c;
-  child__unsetenv();
   *cp = c;
   return 0;
 
@@ -590,14 +548,7 @@ int actor_child_start(actor_child *c) {
   if (c->started)
     return ACTOR_ESTATE;
   c->started = 1;
-  memset(&m, 0, sizeof(m));
-  m.kind = ACTOR__MSG_HELLO;
-  m.version = ACTOR_PROTOCOL_VERSION;
-  m.pid = getpid();
-  m.backend.p = c->backend;
-  m.backend.n = strlen(c->backend);
-  m.name.p = c->name;
-  m.name.n = strlen(c->name);
+  actor__msg_hello(&m, c->backend, c->name);
   return actor__chan_send(&c->chan, &m);
 }
 

@@ -17,6 +17,7 @@
 #include "ipc/inproc.h"
 #include "proto/codec.h"
 #include "py/py.h"
+#include "rt/internal.h"
 #include "util/buf.h"
 
 /* The Python half, generated from libactor_child.py by CMake. */
@@ -473,14 +474,7 @@ static int send_hello(struct actor__py_run *run) {
   struct actor__msg m;
   struct abuf b;
   int r;
-  memset(&m, 0, sizeof(m));
-  m.kind = ACTOR__MSG_HELLO;
-  m.version = ACTOR_PROTOCOL_VERSION;
-  m.pid = getpid();
-  m.backend.p = run->backend;
-  m.backend.n = strlen(run->backend);
-  m.name.p = run->name;
-  m.name.n = strlen(run->name);
+  actor__msg_hello(&m, run->backend, run->name);
   actor__buf_init(&b);
   r = actor__msg_encode(&b, &m, run->max_frame);
   if (r == 0) {

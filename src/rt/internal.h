@@ -144,6 +144,23 @@ void actor__backend_closed(actor *a);
 /* Backends hand over captured output, one line at a time. */
 void actor__output_line(actor *a, int fd, const char *line, size_t len);
 
+/* ---- the child's side of the environment (child/env.c) -------------------- */
+
+struct actor__child_env {
+  int fd;           /* the channel (close-on-exec from now on) */
+  size_t max_frame;
+  char *name;       /* owned */
+  char *backend;    /* owned */
+};
+/* Find the parent's channel, arm PR_SET_PDEATHSIG, check the parent is
+ * still there, and remove the LIBACTOR_* variables from the environment.
+ * ACTOR_ENOTCHILD when this process was not started as an actor. */
+int actor__child_env_take(struct actor__child_env *e);
+void actor__child_env_free(struct actor__child_env *e);
+/* The HELLO a child says first. */
+void actor__msg_hello(struct actor__msg *m, const char *backend,
+                      const char *name);
+
 /* 1 when "NAME=value" names one of the variables below. */
 int actor__env_reserved(const char *name_value);
 
