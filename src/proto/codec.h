@@ -18,6 +18,11 @@
 #define ACTOR__FRAME_HDR 4
 #define ACTOR__DEFAULT_MAX_FRAME (8u << 20)
 #define ACTOR__MIN_MAX_FRAME 1024u
+/* Deepest nesting of arrays and maps accepted in any msgpack value, on
+ * both sides and in the Python converter (docs/protocol.md).  A value
+ * nested deeper is refused with a per-call error, never treated as a
+ * malformed frame. */
+#define ACTOR__MAX_DEPTH 512
 
 enum actor__msg_kind {
   ACTOR__MSG_HELLO = 0,  /* child:  [0, 0, version, pid, backend, name] */

@@ -562,7 +562,24 @@ static const char *base_name(const char *p) {
 
 int actor_spawn(actor_rt *rt, const actor_opts *o, actor **ap) {
   const struct actor__backend *b;
-  const char *bname, *why = NULL;
+  const char *bname;
+
+  *ap = NULL;
+  rt->errmsg[0] = '\0';
+  if (o == NULL)
+    return -EINVAL;
+  bname = o->backend ? o->backend : "subproc";
+  b = actor__backend_find(bname);
+  if (b == NULL) {
+    actor__seterr(rt, "no backend named '%s'", bname);
+    return ACTOR_ENOBACKEND;
+  }
+  return actor__spawn_backend(rt, b, o, ap);
+}
+
+int actor__spawn_backend(actor_rt *rt, const struct actor__backend *b,
+                         const actor_opts *o, actor **ap) {
+  const char *bname = b->name, *why = NULL;
   actor *a;
   int r;
 
@@ -574,12 +591,6 @@ int actor_spawn(actor_rt *rt, const actor_opts *o, actor **ap) {
   }
   if (o == NULL)
     return -EINVAL;
-  bname = o->backend ? o->backend : "subproc";
-  b = actor__backend_find(bname);
-  if (b == NULL) {
-    actor__seterr(rt, "no backend named '%s'", bname);
-    return ACTOR_ENOBACKEND;
-  }
   r = b->available(&why);
   if (r) {
     actor__seterr(rt, "%s: %s", bname, why ? why : actor_strerror(r));

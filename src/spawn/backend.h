@@ -43,6 +43,12 @@ struct actor__backend {
 
 const struct actor__backend *actor__backend_find(const char *name);
 
+/* actor_spawn with an explicit backend, which need not be registered by
+ * name: private backends (tests, fuzzing) use it.  Same contract as
+ * actor_spawn; o->backend is ignored. */
+int actor__spawn_backend(actor_rt *rt, const struct actor__backend *b,
+                         const actor_opts *o, actor **ap);
+
 /* The compiled-in backends.  Adding one: its file, one line here, one
  * source line in CMakeLists.txt.  The name here must equal ops->name. */
 #define ACTOR__BACKENDS(XX) XX(subproc) XX(subint) XX(subint_fork)
