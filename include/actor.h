@@ -100,7 +100,8 @@ ACTOR_EXTERN const char *actor_version_string(void);  /* "0.1.0" */
   XX(ETYPE, -30015, "value of a type that cannot be converted")                \
   XX(EABANDONED, -30016, "the actor could not be stopped and was abandoned")   \
   XX(EKILLED, -30017, "the actor was stopped by the runtime")                  \
-  XX(EPYTHON, -30018, "Python runtime error")
+  XX(EPYTHON, -30018, "Python runtime error")                                 \
+  XX(EDEPTH, -30019, "value nested deeper than the limit (512 levels)")
 
 typedef enum {
 #define ACTOR__ERR_ENUM(name, val, msg) ACTOR_##name = val,
@@ -177,6 +178,20 @@ ACTOR_EXTERN void actor_rt_set_log(actor_rt *rt, int level, actor_log_cb cb,
 /* Largest frame accepted from, and announced to, children (default 8 MiB,
  * minimum 1 KiB).  Affects actors spawned afterwards. */
 ACTOR_EXTERN int actor_rt_set_max_frame(actor_rt *rt, size_t bytes);
+
+/* Back-pressure towards actors.  Bytes queued for one actor and not yet
+ * taken by it (actor_queued) are bounded: while they are at or above the
+ * limit (default 16 MiB, minimum 1 KiB; the queue may pass it by one
+ * frame), actor_call_start() and actor_call_send() refuse with -EAGAIN,
+ * sending nothing, and actor_rt_errmsg() says which actor is full.  The
+ * drain callback then runs once, when that actor's queue has fallen to
+ * half the limit: retry from there.  actor_call_end(), actor_call_cancel()
+ * and actor_stop() are never refused.  Affects every actor of `rt` from the
+ * next call on. */
+ACTOR_EXTERN int actor_rt_set_max_queue(actor_rt *rt, size_t bytes);
+typedef void (*actor_drain_cb)(actor *a, void *arg);
+ACTOR_EXTERN void actor_rt_on_drain(actor_rt *rt, actor_drain_cb cb,
+                                    void *arg);
 
 /* Message for the last error returned by a call on `rt` (actor_spawn's
  * reason, for example).  Never NULL; "" when none. */
@@ -314,6 +329,9 @@ ACTOR_EXTERN int actor_stop(actor *a);
 ACTOR_EXTERN int actor_kill(actor *a, int hard);
 
 ACTOR_EXTERN int actor_state(const actor *a);
+/* Bytes queued for the actor and not yet taken by it (see
+ * actor_rt_set_max_queue). */
+ACTOR_EXTERN size_t actor_queued(const actor *a);
 ACTOR_EXTERN const char *actor_name(const actor *a);
 ACTOR_EXTERN const char *actor_backend(const actor *a);
 ACTOR_EXTERN int actor_pid(const actor *a);        /* 0 when none */
@@ -351,20 +369,32 @@ typedef void (*actor_call_cb)(actor_call *c, int event, int status,
 
 /* Call function `fn` of actor `a` with `args` (one msgpack value, usually
  * an array; NULL/0 sends nil).  *cp (optional) receives the call handle,
- * valid until DONE.  Several calls may be in flight at once. */
+ * valid until DONE.  Several calls may be in flight at once.
+ * Errors (nothing sent, the callback never runs): -EINVAL (no name, or
+ * args not exactly one msgpack value), ACTOR_EDEPTH (args nested deeper
+ * than 512 levels), ACTOR_ESTATE (the actor is stopping or its channel is
+ * gone), -EAGAIN (its queue is full: see actor_rt_set_max_queue),
+ * ACTOR_E2BIG (the frame would exceed the maximum), -ENOMEM.
+ * A value the actor sends back nested deeper than 512 levels, or larger
+ * than the maximum frame, fails that call (ACTOR_EDEPTH, ACTOR_E2BIG); the
+ * actor is asked to cancel it and keeps running. */
 ACTOR_EXTERN int actor_call_start(actor *a, const char *fn, const void *args,
                             size_t args_len, actor_call_cb cb, void *arg,
                             actor_call **cp);
 
 /* Two-way streams: send one item to the actor's side of the call, or end
  * this side (the actor sees end of input).  ACTOR_ESTATE once this side
- * has ended or the call was cancelled.  Like every call function, valid
- * only until DONE: the handle is freed when DONE's callback returns. */
+ * has ended or the call was cancelled; ACTOR_ECLOSED once the actor's
+ * channel is gone (DONE is then on its way); -EINVAL, ACTOR_EDEPTH and
+ * -EAGAIN as for actor_call_start.  Like every call function, valid only
+ * until DONE: the handle is freed when DONE's callback returns. */
 ACTOR_EXTERN int actor_call_send(actor_call *c, const void *item, size_t len);
 ACTOR_EXTERN int actor_call_end(actor_call *c);
 
-/* Ask the actor to cancel this call.  The call still ends with DONE —
- * normally status ACTOR_ECANCELED, or whatever the actor answered first. */
+/* Ask the actor to cancel this call.  From the moment this returns, the
+ * call's callback sees no more ITEM or END events, only DONE — normally
+ * with status ACTOR_ECANCELED, or whatever the actor answered first.
+ * Idempotent; never refused for a full queue. */
 ACTOR_EXTERN int actor_call_cancel(actor_call *c);
 
 ACTOR_EXTERN actor *actor_call_actor(const actor_call *c);

@@ -73,7 +73,6 @@ static void codec_roundtrip_every_kind(void **state) {
   static const char args[] = {(char)0x92, 0x01, (char)0xa1, 'x'}; /* [1,"x"] */
   static const char value[] = {(char)0xcd, 0x12, 0x34};  /* uint16 0x1234 */
   static const char item[] = {(char)0xa3, 'a', 'b', 'c'}; /* "abc" */
-  msgpack_zone zone;
   struct actor__msg m, d;
   struct abuf b;
   const char *body;
@@ -81,7 +80,6 @@ static void codec_roundtrip_every_kind(void **state) {
   int kind;
   (void)state;
 
-  assert_true(msgpack_zone_init(&zone, 1024));
 
   /* HELLO, twice: ordinary values and extremes of each field. */
   memset(&m, 0, sizeof(m));
@@ -91,7 +89,7 @@ static void codec_roundtrip_every_kind(void **state) {
   m.backend = str_of("subproc");
   m.name = str_of("worker-1");
   encode_one(&b, &m, &body, &len);
-  TH_OK(actor__msg_decode(&d, body, len, &zone));
+  TH_OK(actor__msg_decode(&d, body, len));
   assert_int_equal(d.kind, ACTOR__MSG_HELLO);
   assert_int_equal(d.id, 0);
   assert_int_equal(d.version, ACTOR_PROTOCOL_VERSION);
@@ -103,21 +101,19 @@ static void codec_roundtrip_every_kind(void **state) {
   /* Strings point into the frame: nothing was copied. */
   assert_true(d.name.p > body && d.name.p + d.name.n <= body + len);
   actor__buf_fini(&b);
-  msgpack_zone_clear(&zone);
 
   m.version = UINT64_MAX;
   m.pid = -42;
   m.backend = str_of("");
   m.name = str_of("a name with spaces and \xc3\xa9");
   encode_one(&b, &m, &body, &len);
-  TH_OK(actor__msg_decode(&d, body, len, &zone));
+  TH_OK(actor__msg_decode(&d, body, len));
   assert_int_equal(d.kind, ACTOR__MSG_HELLO);
   assert_true(d.version == UINT64_MAX);
   assert_true(d.pid == -42);
   assert_str_eq(d.backend, "");
   assert_str_eq(d.name, "a name with spaces and \xc3\xa9");
   actor__buf_fini(&b);
-  msgpack_zone_clear(&zone);
 
   /* CALL */
   memset(&m, 0, sizeof(m));
@@ -127,7 +123,7 @@ static void codec_roundtrip_every_kind(void **state) {
   m.payload = args;
   m.payload_len = sizeof(args);
   encode_one(&b, &m, &body, &len);
-  TH_OK(actor__msg_decode(&d, body, len, &zone));
+  TH_OK(actor__msg_decode(&d, body, len));
   assert_int_equal(d.kind, ACTOR__MSG_CALL);
   assert_true(d.id == UINT32_MAX);
   assert_str_eq(d.fn, "compute_something");
@@ -135,7 +131,6 @@ static void codec_roundtrip_every_kind(void **state) {
   assert_memory_equal(d.payload, args, sizeof(args));
   assert_payload_inside(&d, body, len);
   actor__buf_fini(&b);
-  msgpack_zone_clear(&zone);
 
   /* RETURN */
   memset(&m, 0, sizeof(m));
@@ -144,14 +139,13 @@ static void codec_roundtrip_every_kind(void **state) {
   m.payload = value;
   m.payload_len = sizeof(value);
   encode_one(&b, &m, &body, &len);
-  TH_OK(actor__msg_decode(&d, body, len, &zone));
+  TH_OK(actor__msg_decode(&d, body, len));
   assert_int_equal(d.kind, ACTOR__MSG_RETURN);
   assert_int_equal(d.id, 7);
   assert_int_equal(d.payload_len, sizeof(value));
   assert_memory_equal(d.payload, value, sizeof(value));
   assert_payload_inside(&d, body, len);
   actor__buf_fini(&b);
-  msgpack_zone_clear(&zone);
 
   /* ERROR */
   memset(&m, 0, sizeof(m));
@@ -161,7 +155,7 @@ static void codec_roundtrip_every_kind(void **state) {
   m.message = str_of("bad value: 42");
   m.traceback = str_of("Traceback (most recent call last):\n  line 1\n");
   encode_one(&b, &m, &body, &len);
-  TH_OK(actor__msg_decode(&d, body, len, &zone));
+  TH_OK(actor__msg_decode(&d, body, len));
   assert_int_equal(d.kind, ACTOR__MSG_ERROR);
   assert_int_equal(d.id, 65536);
   assert_str_eq(d.type, "ValueError");
@@ -169,7 +163,6 @@ static void codec_roundtrip_every_kind(void **state) {
   assert_str_eq(d.traceback, "Traceback (most recent call last):\n  line 1\n");
   assert_null(d.payload);
   actor__buf_fini(&b);
-  msgpack_zone_clear(&zone);
 
   /* ITEM */
   memset(&m, 0, sizeof(m));
@@ -178,14 +171,13 @@ static void codec_roundtrip_every_kind(void **state) {
   m.payload = item;
   m.payload_len = sizeof(item);
   encode_one(&b, &m, &body, &len);
-  TH_OK(actor__msg_decode(&d, body, len, &zone));
+  TH_OK(actor__msg_decode(&d, body, len));
   assert_int_equal(d.kind, ACTOR__MSG_ITEM);
   assert_int_equal(d.id, 300);
   assert_int_equal(d.payload_len, sizeof(item));
   assert_memory_equal(d.payload, item, sizeof(item));
   assert_payload_inside(&d, body, len);
   actor__buf_fini(&b);
-  msgpack_zone_clear(&zone);
 
   /* END, CANCEL, STOP: [kind, id] and nothing else. */
   for (kind = ACTOR__MSG_END; kind <= ACTOR__MSG_STOP; kind++) {
@@ -196,13 +188,12 @@ static void codec_roundtrip_every_kind(void **state) {
     /* fixarray of 2, positive fixint kind, then the id. */
     assert_int_equal((unsigned char)body[0], 0x92);
     assert_int_equal((unsigned char)body[1], (unsigned)kind);
-    TH_OK(actor__msg_decode(&d, body, len, &zone));
+    TH_OK(actor__msg_decode(&d, body, len));
     assert_int_equal(d.kind, kind);
     assert_int_equal(d.id, m.id);
     assert_null(d.payload);
     assert_int_equal(d.payload_len, 0);
     actor__buf_fini(&b);
-    msgpack_zone_clear(&zone);
   }
 
   /* Several frames appended to one buffer follow each other exactly. */
@@ -227,17 +218,15 @@ static void codec_roundtrip_every_kind(void **state) {
       uint32_t n = be32_at(actor__buf_data(&b) + off);
       assert_true(off + ACTOR__FRAME_HDR + n <= b.len);
       TH_OK(actor__msg_decode(&d, actor__buf_data(&b) + off + ACTOR__FRAME_HDR,
-                              n, &zone));
+                              n));
       assert_int_equal(d.kind, ms[i].kind);
       assert_int_equal(d.id, ms[i].id);
       off += ACTOR__FRAME_HDR + n;
-      msgpack_zone_clear(&zone);
     }
     assert_int_equal(off, b.len);
     actor__buf_fini(&b);
   }
 
-  msgpack_zone_destroy(&zone);
 }
 
 /* A nested payload: map with arrays, strings, bin, floats, negative ints
@@ -289,7 +278,6 @@ static void codec_payload_passed_through_byte_for_byte(void **state) {
   static const int kinds[] = {ACTOR__MSG_CALL, ACTOR__MSG_RETURN,
                               ACTOR__MSG_ITEM};
   msgpack_sbuffer sb;
-  msgpack_zone zone;
   struct actor__msg m, d;
   struct abuf b;
   const char *body;
@@ -297,9 +285,7 @@ static void codec_payload_passed_through_byte_for_byte(void **state) {
   (void)state;
 
   pack_nested(&sb);
-  assert_true(msgpack_zone_init(&zone, 1024));
-  TH_OK(actor__msgpack_check(sb.data, sb.size, &zone));
-  msgpack_zone_clear(&zone);
+  TH_OK(actor__msgpack_check(sb.data, sb.size));
   for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
     memset(&m, 0, sizeof(m));
     m.kind = kinds[i];
@@ -310,7 +296,7 @@ static void codec_payload_passed_through_byte_for_byte(void **state) {
     encode_one(&b, &m, &body, &len);
     /* The payload is appended as-is: the frame ends with its bytes. */
     assert_memory_equal(body + len - sb.size, sb.data, sb.size);
-    TH_OK(actor__msg_decode(&d, body, len, &zone));
+    TH_OK(actor__msg_decode(&d, body, len));
     assert_int_equal(d.kind, kinds[i]);
     assert_int_equal(d.payload_len, sb.size);
     assert_memory_equal(d.payload, sb.data, sb.size);
@@ -318,9 +304,7 @@ static void codec_payload_passed_through_byte_for_byte(void **state) {
     assert_ptr_equal(d.payload, body + len - sb.size);
     assert_payload_inside(&d, body, len);
     actor__buf_fini(&b);
-    msgpack_zone_clear(&zone);
   }
-  msgpack_zone_destroy(&zone);
   msgpack_sbuffer_destroy(&sb);
 }
 
@@ -328,14 +312,12 @@ static void codec_nil_payload_when_empty(void **state) {
   static const int kinds[] = {ACTOR__MSG_CALL, ACTOR__MSG_RETURN,
                               ACTOR__MSG_ITEM};
   static const char some[] = {0x01};
-  msgpack_zone zone;
   struct actor__msg m, d;
   struct abuf b;
   const char *body;
   size_t len, i;
   (void)state;
 
-  assert_true(msgpack_zone_init(&zone, 256));
   for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
     /* NULL/0, and a non-NULL pointer with length 0: both mean nil. */
     int variant;
@@ -348,15 +330,13 @@ static void codec_nil_payload_when_empty(void **state) {
       m.payload_len = 0;
       encode_one(&b, &m, &body, &len);
       assert_int_equal((unsigned char)body[len - 1], 0xc0);
-      TH_OK(actor__msg_decode(&d, body, len, &zone));
+      TH_OK(actor__msg_decode(&d, body, len));
       assert_int_equal(d.payload_len, 1);
       assert_int_equal((unsigned char)d.payload[0], 0xc0);
       assert_ptr_equal(d.payload, body + len - 1);
       actor__buf_fini(&b);
-      msgpack_zone_clear(&zone);
     }
   }
-  msgpack_zone_destroy(&zone);
 }
 
 static void codec_refuses_oversized_frame_at_encode(void **state) {
@@ -468,7 +448,6 @@ static void codec_framer_reassembles_byte_by_byte(void **state) {
   struct abuf wire, in;
   struct actor__framer f;
   struct rec r;
-  msgpack_zone zone;
   struct actor__msg d;
   size_t i;
   int k;
@@ -524,21 +503,18 @@ static void codec_framer_reassembles_byte_by_byte(void **state) {
   assert_int_equal(r.oversize, 0);
   assert_int_equal(in.len, 0);
 
-  assert_true(msgpack_zone_init(&zone, 1024));
   for (k = 0; k < NF; k++) {
     size_t n = starts[k + 1] - starts[k] - ACTOR__FRAME_HDR;
     assert_int_equal(r.lens[k], n);
     assert_memory_equal(r.bodies[k],
                         actor__buf_data(&wire) + starts[k] + ACTOR__FRAME_HDR,
                         n);
-    TH_OK(actor__msg_decode(&d, r.bodies[k], r.lens[k], &zone));
+    TH_OK(actor__msg_decode(&d, r.bodies[k], r.lens[k]));
     assert_int_equal(d.kind, ms[k].kind);
     assert_int_equal(d.id, ms[k].id);
-    msgpack_zone_clear(&zone);
   }
   assert_int_equal(r.lens[1] - 3, 10005);
   assert_memory_equal(r.bodies[1] + 3, big, 10005);
-  msgpack_zone_destroy(&zone);
 
   /* The same stream in one piece gives the same frames. */
   rec_fini(&r);
@@ -841,17 +817,13 @@ static void codec_malformed_bodies_rejected(void **state) {
       {"invalid msgpack byte 0xc1 as the payload", {0x93, 0x02, 0x05, 0xc1},
        4},
   };
-  msgpack_zone zone;
   struct actor__msg m;
   size_t i;
   int r;
   (void)state;
 
-  assert_true(msgpack_zone_init(&zone, 256));
   for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-    r = actor__msg_decode(&m, (const char *)cases[i].bytes, cases[i].len,
-                          &zone);
-    msgpack_zone_clear(&zone);
+    r = actor__msg_decode(&m, (const char *)cases[i].bytes, cases[i].len);
     if (r != ACTOR_EBADFRAME)
       fail_msg("%s: decode returned %s, expected ACTOR_EBADFRAME",
                cases[i].what, r == 0 ? "0" : actor_err_name(r));
@@ -861,29 +833,24 @@ static void codec_malformed_bodies_rejected(void **state) {
   {
     static const unsigned char k99[] = {0x92, 0x63, 0xcd, 0x30, 0x39};
     static const unsigned char k8[] = {0x93, 0x08, 0x01, 0xc0};
-    TH_ERR(actor__msg_decode(&m, (const char *)k99, sizeof(k99), &zone),
+    TH_ERR(actor__msg_decode(&m, (const char *)k99, sizeof(k99)),
            ACTOR_EBADKIND);
     assert_int_equal(m.kind, 99);
     assert_int_equal(m.id, 12345);
-    msgpack_zone_clear(&zone);
-    TH_ERR(actor__msg_decode(&m, (const char *)k8, sizeof(k8), &zone),
+    TH_ERR(actor__msg_decode(&m, (const char *)k8, sizeof(k8)),
            ACTOR_EBADKIND);
     assert_int_equal(m.kind, ACTOR__MSG_KINDS);
     assert_int_equal(m.id, 1);
-    msgpack_zone_clear(&zone);
   }
-  msgpack_zone_destroy(&zone);
 }
 
 static void codec_extra_trailing_elements_are_ignored(void **state) {
   msgpack_sbuffer sb;
   msgpack_packer pk;
-  msgpack_zone zone;
   struct actor__msg m;
   static const char want[] = {(char)0x92, 0x01, 0x02}; /* [1, 2] */
   (void)state;
 
-  assert_true(msgpack_zone_init(&zone, 256));
   msgpack_sbuffer_init(&sb);
   msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
   msgpack_pack_array(&pk, 5);
@@ -897,13 +864,12 @@ static void codec_extra_trailing_elements_are_ignored(void **state) {
   msgpack_pack_map(&pk, 1);
   msgpack_pack_int(&pk, 1);
   msgpack_pack_nil(&pk);
-  TH_OK(actor__msg_decode(&m, sb.data, sb.size, &zone));
+  TH_OK(actor__msg_decode(&m, sb.data, sb.size));
   assert_int_equal(m.kind, ACTOR__MSG_RETURN);
   assert_int_equal(m.id, 9);
   assert_int_equal(m.payload_len, sizeof(want));
   assert_memory_equal(m.payload, want, sizeof(want));
   assert_ptr_equal(m.payload, sb.data + 3);
-  msgpack_zone_clear(&zone);
   msgpack_sbuffer_clear(&sb);
 
   /* A HELLO and an END from a later protocol version, with extras. */
@@ -917,81 +883,66 @@ static void codec_extra_trailing_elements_are_ignored(void **state) {
   msgpack_pack_str(&pk, 1);
   msgpack_pack_str_body(&pk, "n", 1);
   msgpack_pack_true(&pk);
-  TH_OK(actor__msg_decode(&m, sb.data, sb.size, &zone));
+  TH_OK(actor__msg_decode(&m, sb.data, sb.size));
   assert_int_equal(m.pid, 77);
   assert_str_eq(m.name, "n");
-  msgpack_zone_clear(&zone);
   msgpack_sbuffer_clear(&sb);
 
   msgpack_pack_array(&pk, 3);
   msgpack_pack_int(&pk, ACTOR__MSG_END);
   msgpack_pack_int(&pk, 4);
   msgpack_pack_int(&pk, 1000);
-  TH_OK(actor__msg_decode(&m, sb.data, sb.size, &zone));
+  TH_OK(actor__msg_decode(&m, sb.data, sb.size));
   assert_int_equal(m.kind, ACTOR__MSG_END);
   assert_int_equal(m.id, 4);
   assert_null(m.payload);
 
-  msgpack_zone_destroy(&zone);
   msgpack_sbuffer_destroy(&sb);
 }
 
 static void codec_msgpack_check(void **state) {
   msgpack_sbuffer sb;
-  msgpack_zone zone;
   char *two;
   size_t k;
   (void)state;
 
-  assert_true(msgpack_zone_init(&zone, 256));
   pack_nested(&sb);
-  TH_OK(actor__msgpack_check(sb.data, sb.size, &zone));
-  msgpack_zone_clear(&zone);
-  TH_OK(actor__msgpack_check("\xc0", 1, &zone)); /* nil */
-  msgpack_zone_clear(&zone);
-  TH_OK(actor__msgpack_check("\x90", 1, &zone)); /* [] */
-  msgpack_zone_clear(&zone);
+  TH_OK(actor__msgpack_check(sb.data, sb.size));
+  TH_OK(actor__msgpack_check("\xc0", 1)); /* nil */
+  TH_OK(actor__msgpack_check("\x90", 1)); /* [] */
 
   /* Two values concatenated. */
   two = malloc(sb.size * 2);
   memcpy(two, sb.data, sb.size);
   memcpy(two + sb.size, sb.data, sb.size);
-  TH_ERR(actor__msgpack_check(two, sb.size * 2, &zone), ACTOR_EBADFRAME);
-  msgpack_zone_clear(&zone);
-  TH_ERR(actor__msgpack_check("\x01\x02", 2, &zone), ACTOR_EBADFRAME);
-  msgpack_zone_clear(&zone);
+  TH_ERR(actor__msgpack_check(two, sb.size * 2), ACTOR_EBADFRAME);
+  TH_ERR(actor__msgpack_check("\x01\x02", 2), ACTOR_EBADFRAME);
   /* One value followed by a single stray byte. */
   memcpy(two, sb.data, sb.size);
   two[sb.size] = (char)0xc0;
-  TH_ERR(actor__msgpack_check(two, sb.size + 1, &zone), ACTOR_EBADFRAME);
-  msgpack_zone_clear(&zone);
+  TH_ERR(actor__msgpack_check(two, sb.size + 1), ACTOR_EBADFRAME);
   free(two);
 
   /* Every proper prefix of the nested value is a truncated value. */
   for (k = 1; k < sb.size; k++) {
-    if (actor__msgpack_check(sb.data, k, &zone) != ACTOR_EBADFRAME)
+    if (actor__msgpack_check(sb.data, k) != ACTOR_EBADFRAME)
       fail_msg("prefix of %zu/%zu bytes accepted", k, sb.size);
-    msgpack_zone_clear(&zone);
   }
   /* Nesting as deep as msgpack-c itself unpacks (32 levels) is fine. */
   {
     char deep[33];
     memset(deep, (char)0x91, 32); /* [[[...[1]...]]] */
     deep[32] = 0x01;
-    TH_OK(actor__msgpack_check(deep, sizeof(deep), &zone));
-    msgpack_zone_clear(&zone);
-    TH_ERR(actor__msgpack_check(deep, sizeof(deep) - 1, &zone),
+    TH_OK(actor__msgpack_check(deep, sizeof(deep)));
+    TH_ERR(actor__msgpack_check(deep, sizeof(deep) - 1),
            ACTOR_EBADFRAME);
-    msgpack_zone_clear(&zone);
   }
   /* Empty input, and an invalid byte. */
-  TH_ERR(actor__msgpack_check("", 0, &zone), ACTOR_EBADFRAME);
-  TH_ERR(actor__msgpack_check(sb.data, 0, &zone), ACTOR_EBADFRAME);
-  TH_ERR(actor__msgpack_check("\xc1", 1, &zone), ACTOR_EBADFRAME);
-  msgpack_zone_clear(&zone);
+  TH_ERR(actor__msgpack_check("", 0), ACTOR_EBADFRAME);
+  TH_ERR(actor__msgpack_check(sb.data, 0), ACTOR_EBADFRAME);
+  TH_ERR(actor__msgpack_check("\xc1", 1), ACTOR_EBADFRAME);
 
   msgpack_sbuffer_destroy(&sb);
-  msgpack_zone_destroy(&zone);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1211,7 +1162,6 @@ static void codec_announced_counts_beyond_the_data_are_refused(void **state) {
   static const unsigned char two[] = {0x01, 0x02};
   /* RETURN id 1 whose value announces 2^28 elements */
   static const unsigned char ret[] = {0x93, 0x02, 0x01, 0xdd, 0x10, 0, 0, 0};
-  msgpack_zone zone;
   struct actor__msg m;
 
   assert_int_equal(actor__msgpack_sane((const char *)arr32, sizeof(arr32)), -1);
@@ -1219,12 +1169,78 @@ static void codec_announced_counts_beyond_the_data_are_refused(void **state) {
   assert_int_equal(actor__msgpack_sane((const char *)bin32, sizeof(bin32)), -1);
   assert_int_equal(actor__msgpack_sane((const char *)ok, sizeof(ok)), 1);
   assert_int_equal(actor__msgpack_sane((const char *)two, sizeof(two)), 2);
-  assert_true(msgpack_zone_init(&zone, 256));
-  TH_ERR(actor__msgpack_check((const char *)arr32, sizeof(arr32), &zone),
+  TH_ERR(actor__msgpack_check((const char *)arr32, sizeof(arr32)),
          ACTOR_EBADFRAME);
-  TH_ERR(actor__msg_decode(&m, (const char *)ret, sizeof(ret), &zone),
+  TH_ERR(actor__msg_decode(&m, (const char *)ret, sizeof(ret)),
          ACTOR_EBADFRAME);
-  msgpack_zone_destroy(&zone);
+}
+
+
+/* Issue 7 item 6: the payload's end is found without building objects, to
+ * a depth of 512 (msgpack-c's own unpack stops at 32); deeper is
+ * ACTOR_EDEPTH with the call still named, even 10,000 deep; a deep
+ * envelope element that is not the payload is a bad frame. */
+static void codec_depth_512_accepted_deeper_is_edepth_and_attributable(
+    void **state) {
+  static char frame[4 + 10001];
+  struct actor__msg m;
+  size_t n;
+  int depth;
+  (void)state;
+
+  for (depth = 32; depth <= 10000; depth = depth == 32 ? 512 : depth == 512 ? 513 : 10000) {
+    frame[0] = (char)0x93; /* [RETURN, 5, value] */
+    frame[1] = 0x02;
+    frame[2] = 0x05;
+    /* `depth` arrays around an int */
+    memset(frame + 3, (char)0x91, (size_t)depth);
+    frame[3 + depth] = 0x01;
+    n = 4 + (size_t)depth;
+    if (depth <= 512) {
+      TH_OK(actor__msg_decode(&m, frame, n));
+      assert_int_equal(m.payload_len, (size_t)depth + 1);
+      TH_OK(actor__msgpack_check(frame + 3, (size_t)depth + 1));
+    } else {
+      TH_ERR(actor__msg_decode(&m, frame, n), ACTOR_EDEPTH);
+      assert_int_equal(m.kind, ACTOR__MSG_RETURN);
+      assert_int_equal(m.id, 5);
+      TH_ERR(actor__msgpack_check(frame + 3, (size_t)depth + 1), ACTOR_EDEPTH);
+      /* Cut short, it is malformed whatever its depth. */
+      TH_ERR(actor__msg_decode(&m, frame, n - 1), ACTOR_EBADFRAME);
+    }
+    if (depth == 10000)
+      break;
+  }
+  /* Deep nesting where a string belongs: [ERROR, 5, [[..]], "", ""] */
+  frame[0] = (char)0x95;
+  frame[1] = 0x03;
+  frame[2] = 0x05;
+  memset(frame + 3, (char)0x91, 599);
+  frame[3 + 599] = 0x01;
+  frame[3 + 600] = (char)0xa0;
+  frame[3 + 601] = (char)0xa0;
+  TH_ERR(actor__msg_decode(&m, frame, 3 + 602), ACTOR_EBADFRAME);
+}
+
+/* Issue 7 item 6: an 8 MiB frame of nils decodes in place (msgpack-c's
+ * unpack would build 24 bytes of objects per element: ~200 MiB). */
+static void codec_8mib_of_nils_decodes_in_place(void **state) {
+  size_t n = 8u << 20, i;
+  char *frame = malloc(n);
+  struct actor__msg m;
+  (void)state;
+
+  frame[0] = (char)0x93;
+  frame[1] = 0x04; /* ITEM */
+  frame[2] = 0x01;
+  frame[3] = (char)0xdd; /* array32 of n - 8 nils */
+  for (i = 0; i < 4; i++)
+    frame[4 + i] = (char)(((n - 8) >> (24 - 8 * i)) & 0xff);
+  memset(frame + 8, (char)0xc0, n - 8);
+  TH_OK(actor__msg_decode(&m, frame, n));
+  assert_ptr_equal(m.payload, frame + 3);
+  assert_int_equal(m.payload_len, n - 3);
+  free(frame);
 }
 
 static int run_all(void) {
@@ -1240,6 +1256,8 @@ static int run_all(void) {
       TH_TEST(codec_malformed_bodies_rejected),
       TH_TEST(codec_extra_trailing_elements_are_ignored),
       TH_TEST(codec_msgpack_check),
+      TH_TEST(codec_depth_512_accepted_deeper_is_edepth_and_attributable),
+      TH_TEST(codec_8mib_of_nils_decodes_in_place),
       TH_TEST(codec_announced_counts_beyond_the_data_are_refused),
       TH_TEST(idmap_put_get_del_under_churn),
       TH_TEST(buf_reserve_compacts_and_grows),

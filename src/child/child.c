@@ -402,7 +402,7 @@ static int child__on_frame(struct actor__chan *ch, const char *body,
   actor_ctx *x;
   int r;
 
-  r = actor__msg_decode(&m, body, len, &ch->zone);
+  r = actor__msg_decode(&m, body, len);
   if (r) {
     /* The parent is broken or not a libactor parent; nothing good can come
      * of answering.  End as if it had gone away. */
@@ -500,6 +500,7 @@ static const struct actor__chan_cbs child_chan_cbs = {
     child__on_oversize,
     child__on_eof,
     child__on_closed,
+    NULL, /* on_drain: the child blocks instead (drain) */
 };
 
 /* ---- stopping ------------------------------------------------------------ */

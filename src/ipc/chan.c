@@ -15,15 +15,12 @@ int actor__chan_init(struct actor__chan *ch, uv_loop_t *loop, size_t max_frame,
   ch->framer.max_frame = max_frame;
   actor__buf_init(&ch->in);
   actor__buf_init(&ch->out);
-  if (!msgpack_zone_init(&ch->zone, 2048))
-    return -ENOMEM;
   return 0;
 }
 
 void actor__chan_fini(struct actor__chan *ch) {
   actor__buf_fini(&ch->in);
   actor__buf_fini(&ch->out);
-  msgpack_zone_destroy(&ch->zone);
 }
 
 static int chan__frame(void *arg, const char *body, size_t len) {
@@ -32,7 +29,6 @@ static int chan__frame(void *arg, const char *body, size_t len) {
   if (ch->closing || ch->eof)
     return 1;
   r = ch->cbs->on_frame(ch, body, len);
-  msgpack_zone_clear(&ch->zone);
   return r || ch->closing || ch->eof;
 }
 
@@ -60,6 +56,15 @@ void actor__chan_signal_eof(struct actor__chan *ch, int err) {
     return;
   ch->eof = 1;
   ch->cbs->on_eof(ch, err);
+}
+
+void actor__chan_drained(struct actor__chan *ch) {
+  if (!ch->want_drain || ch->closing || ch->eof ||
+      ch->ops->queued(ch) > ch->drain_lwm)
+    return;
+  ch->want_drain = 0;
+  if (ch->cbs->on_drain != NULL)
+    ch->cbs->on_drain(ch);
 }
 
 int actor__chan_send(struct actor__chan *ch, const struct actor__msg *m) {

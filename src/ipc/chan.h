@@ -13,6 +13,9 @@
  *   on_eof       the peer is gone: end of stream (err 0) or an error
  *                (-errno).  Called at most once; nothing is delivered after.
  *   on_closed    actor__chan_close() finished; the memory may be reused.
+ *   on_drain     optional: the queue (see `queued`) fell to drain_lwm or
+ *                below after the owner set want_drain; want_drain is
+ *                cleared first.  Called at most once per setting.
  */
 #ifndef ACTOR_IPC_CHAN_H
 #define ACTOR_IPC_CHAN_H
@@ -32,6 +35,7 @@ struct actor__chan_cbs {
                      uint64_t len);
   void (*on_eof)(struct actor__chan *ch, int err);
   void (*on_closed)(struct actor__chan *ch);
+  void (*on_drain)(struct actor__chan *ch);
 };
 
 struct actor__chan_ops {
@@ -49,6 +53,10 @@ struct actor__chan_ops {
   void (*pump)(struct actor__chan *ch);
   /* Stop delivering, release the transport, then call on_closed. */
   void (*close)(struct actor__chan *ch);
+  /* version 2: bytes sent by us and not yet taken by the peer's side of
+   * the transport (queued in `out`, or in memory the peer has not read).
+   * Never blocks; any time on the loop thread. */
+  size_t (*queued)(struct actor__chan *ch);
 };
 
 struct actor__chan {
@@ -58,10 +66,11 @@ struct actor__chan {
   uv_loop_t *loop;
   struct abuf in, out;
   struct actor__framer framer;
-  msgpack_zone zone; /* scratch for decoding, cleared per frame */
   int eof;           /* on_eof delivered */
   int hold;          /* keep `out` queued (parent: until HELLO) */
   int closing;
+  int want_drain;    /* tell on_drain when queued() <= drain_lwm */
+  size_t drain_lwm;
   /* Transport state. */
   union {
     struct {
@@ -76,8 +85,10 @@ struct actor__chan {
       void *ip; /* struct actor__inproc */
       uv_prepare_t *prep;
       uv_idle_t *idle;
-      int expect; /* sent something; a reply may be close */
+      int expect; /* sent something, a reply may be close: on the list */
       int pending_close;
+      struct actor__chan *spin_next;  /* this thread's spin list */
+      struct actor__chan *ready_next; /* answered during a spin */
     } i;
   } u;
 };
@@ -103,6 +114,11 @@ static inline void actor__chan_release(struct actor__chan *ch) {
 static inline void actor__chan_close(struct actor__chan *ch) {
   ch->ops->close(ch);
 }
+static inline size_t actor__chan_queued(struct actor__chan *ch) {
+  return ch->ops != NULL ? ch->ops->queued(ch) : 0;
+}
+/* Transports call this when the queue may have shrunk. */
+void actor__chan_drained(struct actor__chan *ch);
 
 /* Socket transport (stream.c): takes ownership of `fd` (a connected
  * AF_UNIX stream socket), closing it on close, also on failure. */

@@ -16,7 +16,10 @@
  *                     swapping buffers, so bytes are copied once.
  *
  * Both sides spin briefly before they sleep, so a call answered quickly
- * costs no wake-up at all.  The child re-checks for input without the lock
+ * costs no wake-up at all.  The parent spins at most once per loop
+ * iteration, for all of its channels together (a thread-local list of the
+ * channels that sent something), so a hundred actors cost no more spinning
+ * than one.  The child re-checks for input without the lock
  * before waiting on the condition variable.  The parent, when it has just
  * sent something (a reply may follow), spins in a uv_prepare callback —
  * just before its loop would block — and while it spins, the child skips
@@ -24,6 +27,13 @@
  * mutex, and the parent clears it under the mutex and then takes what
  * arrived, so a frame written as the spin ends is never left unseen.  Blocking on the child side always happens with no Python
  * lock held (the caller releases its GIL first).
+ *
+ * Backpressure, child -> parent: the child's writes wait while more than
+ * INPROC_C2P_MAX bytes are queued for the parent (as a socket's would), so
+ * an actor that streams while its host is busy cannot grow the host's
+ * memory without bound.  A single frame larger than that still goes
+ * through when the queue is empty.  Parent -> child is bounded by the
+ * runtime's queue limit (actor_rt_set_max_queue).
  *
  * Lifetime: the shared block is reference-counted (parent side and child
  * side); either side may go first.  The uv_async_t belongs to the loop: the
@@ -45,15 +55,22 @@
  * parent's loop waits for a reply before it blocks. */
 #define INPROC_SPIN_NS 50000
 #define INPROC_PARENT_SPIN_NS 30000
+/* Child -> parent bytes beyond which the child's writes wait. */
+#define INPROC_C2P_MAX (1u << 20)
+/* After a burst, buffers give back memory above this. */
+#define INPROC_KEEP (256 * 1024)
 
 struct actor__inproc {
   pthread_mutex_t mu;
-  pthread_cond_t cv;
+  pthread_cond_t cv;       /* the child waits for input */
+  pthread_cond_t space_cv; /* the child waits for room in c2p */
   struct abuf p2c, c2p;
   atomic_size_t p2c_len; /* hint for the spinning child, read unlocked */
   atomic_size_t c2p_len; /* hint for the spinning parent */
   int parent_spinning;
   int child_waiting;
+  int child_blocked; /* waiting on space_cv */
+  int parent_watch;  /* the parent waits for p2c to drain: wake it */
   int wake; /* actor__inproc_wake() was called */
   int parent_closed; /* parent side gone: EOF for the child */
   int child_closed;  /* child side gone: EOF for the parent */
@@ -63,10 +80,18 @@ struct actor__inproc {
 
 struct actor__inproc *actor__inproc_new(void) {
   struct actor__inproc *ip = calloc(1, sizeof(*ip));
+  pthread_condattr_t ca;
+
   if (ip == NULL)
     return NULL;
+
   pthread_mutex_init(&ip->mu, NULL);
-  pthread_cond_init(&ip->cv, NULL);
+  /* Timed waits measure a duration: they must not jump with the clock. */
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&ip->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  pthread_cond_init(&ip->space_cv, NULL);
   actor__buf_init(&ip->p2c);
   actor__buf_init(&ip->c2p);
   atomic_init(&ip->refs, 1); /* the creator's; each side adds its own */
@@ -83,6 +108,7 @@ void actor__inproc_unref(struct actor__inproc *ip) {
     return;
   pthread_mutex_destroy(&ip->mu);
   pthread_cond_destroy(&ip->cv);
+  pthread_cond_destroy(&ip->space_cv);
   actor__buf_fini(&ip->p2c);
   actor__buf_fini(&ip->c2p);
   free(ip);
@@ -116,6 +142,8 @@ static int inproc__take(struct actor__chan *ch) {
   }
   atomic_store(&ip->c2p_len, ip->c2p.len);
   closed = ip->child_closed && ip->c2p.len == 0;
+  if (ip->child_blocked && ip->c2p.len == 0)
+    pthread_cond_signal(&ip->space_cv);
   pthread_mutex_unlock(&ip->mu);
   return closed;
 }
@@ -127,11 +155,46 @@ static void inproc__pump(struct actor__chan *ch) {
   closed = inproc__take(ch);
   if (ch->in.len > 0 && actor__chan_deliver(ch))
     return;
-  if (closed && !ch->closing)
+  if (ch->closing)
+    return;
+  if (ch->in.len == 0)
+    actor__buf_trim(&ch->in, INPROC_KEEP); /* it goes back to the child */
+  if (closed)
     actor__chan_signal_eof(ch, 0);
+  else
+    actor__chan_drained(ch);
 }
 
 static void inproc__async_cb(uv_async_t *h) { inproc__pump(h->data); }
+
+/* The channels of this thread's loop(s) that sent something since the
+ * last spin (a reply may be close): see inproc__prepare_cb.  Membership is
+ * ch->u.i.expect. */
+static _Thread_local struct actor__chan *spin_list;
+static _Thread_local unsigned long spins; /* for tests: spins begun */
+
+unsigned long actor__inproc_spin_count(void) { return spins; }
+
+static void spin__add(struct actor__chan *ch) {
+  if (ch->u.i.expect)
+    return;
+  ch->u.i.expect = 1;
+  ch->u.i.spin_next = spin_list;
+  spin_list = ch;
+}
+
+static void spin__remove(struct actor__chan *ch) {
+  struct actor__chan **pp;
+  if (!ch->u.i.expect)
+    return;
+  ch->u.i.expect = 0;
+  for (pp = &spin_list; *pp != NULL; pp = &(*pp)->u.i.spin_next)
+    if (*pp == ch) {
+      *pp = ch->u.i.spin_next;
+      break;
+    }
+  ch->u.i.spin_next = NULL;
+}
 
 static int inproc__flush(struct actor__chan *ch) {
   struct actor__inproc *ip = CH_IP(ch);
@@ -153,13 +216,26 @@ static int inproc__flush(struct actor__chan *ch) {
   }
   ch->out.len = 0;
   ch->out.off = 0;
-  ch->u.i.expect = r == 0; /* an answer may follow: worth a short spin */
   atomic_store(&ip->p2c_len, ip->p2c.len);
   wake = ip->child_waiting;
   pthread_mutex_unlock(&ip->mu);
   if (wake)
     pthread_cond_signal(&ip->cv);
+  if (r == 0)
+    spin__add(ch); /* an answer may follow: worth a short spin */
   return r;
+}
+
+static size_t inproc__queued(struct actor__chan *ch) {
+  struct actor__inproc *ip = CH_IP(ch);
+  size_t q = ch->out.len + atomic_load(&ip->p2c_len);
+  if (ch->want_drain && q > 0) {
+    /* The owner waits for room: the child tells us when it reads. */
+    pthread_mutex_lock(&ip->mu);
+    ip->parent_watch = 1;
+    pthread_mutex_unlock(&ip->mu);
+  }
+  return q;
 }
 
 /* Frames go to the child at once: there is no syscall to save by batching
@@ -175,32 +251,62 @@ static uint64_t inproc__now_ns(void);
 
 static void inproc__idle_cb(uv_idle_t *h) { uv_idle_stop(h); }
 
+/* Just before the loop would block: if channels sent something since the
+ * last spin, wait a little for an answer on any of them, with their
+ * children told not to wake us (parent_spinning).  One spin per iteration
+ * for all channels: the first prepare callback of the iteration takes the
+ * whole list, the others find it empty.  The child reads
+ * `parent_spinning` under the mutex, and we clear it under the mutex and
+ * then take what arrived, so a frame written as the spin ends is never
+ * left unseen. */
 static void inproc__prepare_cb(uv_prepare_t *h) {
-  struct actor__chan *ch = h->data;
-  struct actor__inproc *ip = CH_IP(ch);
+  struct actor__chan *list = spin_list, *ready = NULL, *ch, *next;
   uint64_t end;
+  int got = 0;
 
-  if (!ch->u.i.expect || ch->closing || ch->eof)
+  (void)h;
+  if (list == NULL)
     return;
-  ch->u.i.expect = 0;
-  pthread_mutex_lock(&ip->mu);
-  ip->parent_spinning = 1;
-  pthread_mutex_unlock(&ip->mu);
+  spin_list = NULL;
+  spins++;
+  for (ch = list; ch != NULL; ch = ch->u.i.spin_next) {
+    pthread_mutex_lock(&CH_IP(ch)->mu);
+    CH_IP(ch)->parent_spinning = 1;
+    pthread_mutex_unlock(&CH_IP(ch)->mu);
+  }
   end = inproc__now_ns() + INPROC_PARENT_SPIN_NS;
-  while (atomic_load_explicit(&ip->c2p_len, memory_order_acquire) == 0 &&
-         inproc__now_ns() < end)
-    ;
-  pthread_mutex_lock(&ip->mu);
-  ip->parent_spinning = 0;
-  pthread_mutex_unlock(&ip->mu);
-  if (atomic_load(&ip->c2p_len) == 0)
-    return;
-  /* What came during the spin sent no wake-up: deliver it here.  The
-   * callbacks it runs may have changed what the host waits for, so this
-   * iteration's poll must not block: the idle handle makes its timeout 0
-   * (uv_run(ONCE) then returns to the host). */
-  uv_idle_start(ch->u.i.idle, inproc__idle_cb);
-  inproc__pump(ch);
+  while (!got && inproc__now_ns() < end)
+    for (ch = list; ch != NULL && !got; ch = ch->u.i.spin_next)
+      got = atomic_load_explicit(&CH_IP(ch)->c2p_len, memory_order_acquire) > 0;
+  /* Take the channels off the list before any callback runs (a callback
+   * may send again, putting a channel back on the new list), and keep
+   * those that got something on a chain of their own. */
+  for (ch = list; ch != NULL; ch = next) {
+    next = ch->u.i.spin_next;
+    ch->u.i.spin_next = NULL;
+    ch->u.i.expect = 0;
+    pthread_mutex_lock(&CH_IP(ch)->mu);
+    CH_IP(ch)->parent_spinning = 0;
+    pthread_mutex_unlock(&CH_IP(ch)->mu);
+    if (atomic_load(&CH_IP(ch)->c2p_len) > 0) {
+      ch->u.i.ready_next = ready;
+      ready = ch;
+    }
+  }
+  /* Deliver what came during the spin (it sent no wake-up).  The callbacks
+   * may change what the host waits for, so this iteration's poll must not
+   * block: the idle handle makes its timeout 0 (uv_run(ONCE) then returns
+   * to the host).  A channel closed by an earlier callback is still in
+   * memory (it is released in close callbacks, later in the iteration);
+   * pump skips it. */
+  for (ch = ready; ch != NULL; ch = next) {
+    next = ch->u.i.ready_next;
+    ch->u.i.ready_next = NULL;
+    if (ch->closing)
+      continue;
+    uv_idle_start(ch->u.i.idle, inproc__idle_cb);
+    inproc__pump(ch);
+  }
 }
 
 static void inproc__closed(uv_handle_t *h) {
@@ -221,12 +327,14 @@ static void inproc__close(struct actor__chan *ch) {
   if (ch->closing)
     return;
   ch->closing = 1;
+  spin__remove(ch);
   pthread_mutex_lock(&ip->mu);
   ip->parent_closed = 1;
   async = ip->async;
   ip->async = NULL;
   pthread_mutex_unlock(&ip->mu);
-  pthread_cond_broadcast(&ip->cv); /* a waiting child sees EOF */
+  pthread_cond_broadcast(&ip->cv);       /* a waiting child sees EOF */
+  pthread_cond_broadcast(&ip->space_cv); /* so does a blocked writer */
   ch->u.i.pending_close = 3;
   uv_close((uv_handle_t *)async, inproc__closed);
   uv_close((uv_handle_t *)ch->u.i.prep, inproc__closed);
@@ -234,8 +342,8 @@ static void inproc__close(struct actor__chan *ch) {
 }
 
 static const struct actor__chan_ops inproc_ops = {
-    1,           "inproc",     inproc__kick, inproc__flush,
-    inproc__drain, inproc__pump, inproc__close,
+    2,           "inproc",     inproc__kick,  inproc__flush,
+    inproc__drain, inproc__pump, inproc__close, inproc__queued,
 };
 
 int actor__inproc_open_parent(struct actor__chan *ch, uv_loop_t *loop,
@@ -289,6 +397,17 @@ int actor__inproc_child_write(struct actor__inproc *ip, const char *p,
                               size_t n) {
   int r = 0;
   pthread_mutex_lock(&ip->mu);
+  /* Backpressure: wait for the parent to take what is queued.  Its loop
+   * always takes everything at once, so this ends when the loop runs, or
+   * when the parent side closes. */
+  while (!ip->parent_closed && ip->c2p.len > 0 &&
+         ip->c2p.len + n > INPROC_C2P_MAX) {
+    ip->child_blocked = 1;
+    if (ip->async != NULL && !ip->parent_spinning)
+      uv_async_send(ip->async);
+    pthread_cond_wait(&ip->space_cv, &ip->mu);
+    ip->child_blocked = 0;
+  }
   if (ip->parent_closed)
     r = ACTOR_ECLOSED;
   else if (actor__buf_append(&ip->c2p, p, n))
@@ -321,7 +440,7 @@ int actor__inproc_child_read(struct actor__inproc *ip, struct abuf *in,
          timeout_ms != 0 && inproc__now_ns() < spin_end)
     ;
   if (timeout_ms > 0) {
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += timeout_ms / 1000;
     until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
     if (until.tv_nsec >= 1000000000L) {
@@ -360,6 +479,11 @@ int actor__inproc_child_read(struct actor__inproc *ip, struct abuf *in,
     }
     atomic_store(&ip->p2c_len, ip->p2c.len);
     r = r == -ETIMEDOUT ? 0 : r;
+    if (ip->parent_watch && ip->async != NULL) {
+      /* The parent refused work for a full queue: it has room now. */
+      ip->parent_watch = 0;
+      uv_async_send(ip->async);
+    }
   } else if (ip->parent_closed && r == 0) {
     r = ACTOR_ECLOSED;
   }

@@ -36,4 +36,8 @@ int actor__inproc_child_pending(struct actor__inproc *ip);
  * exception be seen by a child blocked waiting for input).  Any thread. */
 void actor__inproc_wake(struct actor__inproc *ip);
 
+/* Spins the parent side has begun on this thread (one per loop iteration
+ * at most, whatever the number of channels); for tests. */
+unsigned long actor__inproc_spin_count(void);
+
 #endif

@@ -85,6 +85,7 @@ static void stream__idle_cb(uv_idle_t *h) {
   struct actor__chan *ch = h->data;
   uv_idle_stop(h);
   stream__flush(ch);
+  actor__chan_drained(ch);
 }
 
 static void stream__kick(struct actor__chan *ch) {
@@ -126,10 +127,28 @@ static ssize_t stream__read(struct actor__chan *ch) {
   return n;
 }
 
+/* The child is known to be gone: take what it left, but with a bound.  The
+ * socket can hold only what the child wrote before it died (a few hundred
+ * KiB at most); more than that comes from a process that inherited the
+ * child's end and is still writing, and must not hold the loop. */
+#define STREAM_PUMP_MAX_BYTES (4u << 20)
+#define STREAM_PUMP_MAX_NS (50u * 1000 * 1000)
+
 static void stream__pump(struct actor__chan *ch) {
-  while (!ch->closing && !ch->eof && stream__read(ch) > 0)
-    ;
+  uint64_t start = uv_hrtime();
+  size_t total = 0;
+  ssize_t n;
+
+  while (!ch->closing && !ch->eof && total < STREAM_PUMP_MAX_BYTES &&
+         uv_hrtime() - start < STREAM_PUMP_MAX_NS) {
+    n = stream__read(ch);
+    if (n <= 0)
+      break;
+    total += (size_t)n;
+  }
 }
+
+static size_t stream__queued(struct actor__chan *ch) { return ch->out.len; }
 
 static void stream__poll_cb(uv_poll_t *h, int status, int events) {
   struct actor__chan *ch = h->data;
@@ -152,6 +171,7 @@ static void stream__poll_cb(uv_poll_t *h, int status, int events) {
     if (!ch->closing && ch->out.len == 0 &&
         uv_is_active((uv_handle_t *)&ch->u.s.idle))
       uv_idle_stop(&ch->u.s.idle);
+    actor__chan_drained(ch);
   }
 }
 
@@ -212,8 +232,8 @@ static void stream__close(struct actor__chan *ch) {
 }
 
 static const struct actor__chan_ops stream_ops = {
-    1,           "stream",     stream__kick, stream__flush,
-    stream__drain, stream__pump, stream__close,
+    2,           "stream",     stream__kick,  stream__flush,
+    stream__drain, stream__pump, stream__close, stream__queued,
 };
 
 int actor__stream_open(struct actor__chan *ch, uv_loop_t *loop, int fd,

@@ -98,30 +98,15 @@ int actor__msg_encode(struct abuf *out, const struct actor__msg *m,
 /* Decoding                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* msgpack-c has no call that reads only an array header, and reading the
- * elements one at a time is what lets payloads be handed out in place. */
-static int codec__array_header(const unsigned char *p, size_t len,
-                               uint32_t *n, size_t *hdrlen) {
-  if (len < 1)
-    return -1;
-  if ((p[0] & 0xf0) == 0x90) {
-    *n = p[0] & 0x0f;
-    *hdrlen = 1;
-    return 0;
-  }
-  if (p[0] == 0xdc && len >= 3) {
-    *n = ((uint32_t)p[1] << 8) | p[2];
-    *hdrlen = 3;
-    return 0;
-  }
-  if (p[0] == 0xdd && len >= 5) {
-    *n = ((uint32_t)p[1] << 24) | ((uint32_t)p[2] << 16) |
-         ((uint32_t)p[3] << 8) | p[4];
-    *hdrlen = 5;
-    return 0;
-  }
-  return -1;
-}
+/* Decoding never builds msgpack objects.  msgpack-c has no call that finds
+ * where a value ends without materialising it (msgpack_unpack builds a
+ * 24-byte object per element, and stops at its embedded stack depth of 32),
+ * and it reserves room for a container's announced count before reading the
+ * elements (five bytes announcing 2^32 elements make it try ~100 GB).  So one
+ * linear pass, codec__walk(), checks every count and length against the
+ * bytes present, measures the nesting depth, and records where the elements
+ * of the outer array start; the envelope's scalars are then read in place
+ * and payloads are handed out as byte ranges. */
 
 static uint64_t codec__be(const unsigned char *p, int k) {
   uint64_t v = 0;
@@ -130,75 +115,60 @@ static uint64_t codec__be(const unsigned char *p, int k) {
   return v;
 }
 
-static int codec__next(const char *body, size_t len, size_t *off,
-                       msgpack_zone *zone, msgpack_object *o) {
-  size_t start = *off;
-  msgpack_unpack_return r = msgpack_unpack(body, len, off, zone, o);
-  if (r != MSGPACK_UNPACK_SUCCESS && r != MSGPACK_UNPACK_EXTRA_BYTES)
-    return -1;
-  return *off > start ? 0 : -1;
-}
+/* Elements of the first value whose start offsets a walk records. */
+#define WALK_ELEMS 8
 
-static int codec__uint(const msgpack_object *o, uint64_t *v) {
-  if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-    return -1;
-  *v = o->via.u64;
-  return 0;
-}
+struct codec__walk {
+  long values;      /* whole top-level values */
+  size_t end;       /* offset after the last value walked */
+  int too_deep;     /* nesting deeper than allowed somewhere */
+  uint64_t deep_at; /* element of the first value in which that began */
+  int first_array;  /* the first value is an array of */
+  uint64_t nelems;  /* this many elements, */
+  size_t nrec;      /* of which the first nrec start at */
+  size_t elem[WALK_ELEMS];
+};
 
-static int codec__int(const msgpack_object *o, int64_t *v) {
-  if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-    if (o->via.u64 > INT64_MAX)
-      return -1;
-    *v = (int64_t)o->via.u64;
-    return 0;
-  }
-  if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-    *v = o->via.i64;
-    return 0;
-  }
-  return -1;
-}
-
-static int codec__str(const msgpack_object *o, struct actor__str *s) {
-  if (o->type == MSGPACK_OBJECT_NIL) {
-    s->p = "";
-    s->n = 0;
-    return 0;
-  }
-  if (o->type != MSGPACK_OBJECT_STR)
-    return -1;
-  s->p = o->via.str.ptr;
-  s->n = o->via.str.size;
-  return 0;
-}
-
-/* msgpack-c reserves room for a container's announced element count before
- * it reads the elements, so five bytes announcing 2^32 elements make it
- * try to allocate ~100 GB.  No msgpack-c call checks counts against the
- * bytes actually there, hence this one pass: every element takes at least
- * one byte, so no announced count or length may exceed what is left.  It
- * also checks that [p, p+len) holds whole values only.  Returns the number
- * of top-level values, or -1. */
-static long codec__sane(const char *p, size_t len, int one, size_t *end) {
+/* Walk [p, p+len): every value whole (one: only the first value; what
+ * follows is not looked at).  Returns 0, or -1 when a count or length
+ * announces more than the bytes present, a byte is not msgpack, or a value
+ * is cut short.  Nesting deeper than `maxd` is not an error here:
+ * w->too_deep says so and the walk goes on, counting pending elements only,
+ * so that the caller still learns whether the bytes are well formed and
+ * which call they belong to.  Lengths are 64-bit throughout so that nothing
+ * wraps on 32-bit builds. */
+static int codec__walk(const char *p, size_t len, int one, int maxd,
+                       struct codec__walk *w) {
   const unsigned char *s = (const unsigned char *)p;
-  size_t pos = 0, need;
-  uint64_t pending = 0, n;
-  long values = 0;
+  /* left[d]: elements still to come in the container open at depth d+1 */
+  uint64_t left[ACTOR__MAX_DEPTH + 1];
+  uint64_t pos = 0, need, n, pending = 0; /* pending: every element to come */
+  uint64_t rest;
+  int depth = 0; /* containers open (tracked while not too deep) */
+  int top;
   unsigned char b;
 
+  memset(w, 0, sizeof(*w));
 #define BE(k) codec__be(s + pos + 1, k)
   while (pos < len || pending > 0) {
     if (pos >= len)
       return -1;
-    if (pending == 0) {
-      if (one && values == 1)
+    top = pending == 0;
+    if (top) {
+      if (one && w->values == 1)
         break;
-      values++;
-    }
-    else
+      w->values++;
+    } else {
       pending--;
+      if (!w->too_deep) {
+        if (w->values == 1 && depth == 1 && w->first_array &&
+            w->nrec < WALK_ELEMS)
+          w->elem[w->nrec++] = (size_t)pos;
+        left[depth - 1]--;
+      }
+    }
     b = s[pos];
+    rest = len - pos;
     need = 1;
     n = 0; /* elements this one contains */
     if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
@@ -221,36 +191,36 @@ static long codec__sane(const char *p, size_t len, int one, size_t *end) {
       case 0xd7: need = 10; break;
       case 0xd8: need = 18; break;
       case 0xd9: case 0xc4: /* str8, bin8 */
-        if (len - pos < 2) return -1;
-        need = 2 + (size_t)BE(1);
+        if (rest < 2) return -1;
+        need = 2 + BE(1);
         break;
       case 0xda: case 0xc5:
-        if (len - pos < 3) return -1;
-        need = 3 + (size_t)BE(2);
+        if (rest < 3) return -1;
+        need = 3 + BE(2);
         break;
       case 0xdb: case 0xc6:
-        if (len - pos < 5) return -1;
-        need = 5 + (size_t)BE(4);
+        if (rest < 5) return -1;
+        need = 5 + BE(4);
         break;
       case 0xc7: /* ext8: len, type, data */
-        if (len - pos < 2) return -1;
-        need = 3 + (size_t)BE(1);
+        if (rest < 2) return -1;
+        need = 3 + BE(1);
         break;
       case 0xc8:
-        if (len - pos < 3) return -1;
-        need = 4 + (size_t)BE(2);
+        if (rest < 3) return -1;
+        need = 4 + BE(2);
         break;
       case 0xc9:
-        if (len - pos < 5) return -1;
-        need = 6 + (size_t)BE(4);
+        if (rest < 5) return -1;
+        need = 6 + BE(4);
         break;
       case 0xdc: case 0xde: /* array16, map16 */
-        if (len - pos < 3) return -1;
+        if (rest < 3) return -1;
         need = 3;
         n = BE(2) * (b == 0xde ? 2u : 1u);
         break;
       case 0xdd: case 0xdf:
-        if (len - pos < 5) return -1;
+        if (rest < 5) return -1;
         need = 5;
         n = BE(4) * (b == 0xdf ? 2u : 1u);
         break;
@@ -258,99 +228,212 @@ static long codec__sane(const char *p, size_t len, int one, size_t *end) {
         return -1;
       }
     }
-    if (need > len - pos)
+    if (need > rest)
       return -1;
     pos += need;
-    if (n > len - pos || pending + n < pending)
-      return -1; /* more elements announced than bytes left */
+    /* Every element to come takes at least one byte. */
+    if (n > len - pos || pending + n > len - pos)
+      return -1;
     pending += n;
+    if (top && w->values == 1 &&
+        ((b & 0xf0) == 0x90 || b == 0xdc || b == 0xdd)) {
+      w->first_array = 1;
+      w->nelems = n;
+    }
+    if (n > 0 && !w->too_deep) {
+      if (depth == maxd) {
+        w->too_deep = 1;
+        /* the element of the first array being walked (left[0] already
+         * counts it as begun) */
+        w->deep_at = w->first_array && w->values == 1 && depth > 0
+                         ? w->nelems - left[0] - 1
+                         : 0;
+      } else {
+        left[depth++] = n;
+      }
+    }
+    /* Close the containers this element completed. */
+    while (!w->too_deep && depth > 0 && left[depth - 1] == 0)
+      depth--;
   }
 #undef BE
-  if (end != NULL)
-    *end = pos;
-  return values;
+  w->end = (size_t)pos;
+  return 0;
+}
+
+/* Where element j of the first (array) value lies, if the walk recorded
+ * it: 0, or -1. */
+static int codec__elem(const struct codec__walk *w, size_t len, size_t j,
+                       size_t *off, size_t *n) {
+  size_t end;
+  if (j >= w->nrec)
+    return -1;
+  if (j + 1 < w->nrec)
+    end = w->elem[j + 1];
+  else if (j + 1 == w->nelems && !w->too_deep)
+    end = len; /* the last element ends with the value (the frame) */
+  else
+    return -1;
+  *off = w->elem[j];
+  *n = end - w->elem[j];
+  return 0;
 }
 
 long actor__msgpack_sane(const char *p, size_t len) {
-  return codec__sane(p, len, 0, NULL);
+  struct codec__walk w;
+  return codec__walk(p, len, 0, ACTOR__MAX_DEPTH, &w) ? -1 : w.values;
 }
 
 int actor__msgpack_sane_first(const char *p, size_t len, size_t *end) {
-  return codec__sane(p, len, 1, end) == 1 ? 0 : -1;
+  struct codec__walk w;
+  if (codec__walk(p, len, 1, ACTOR__MAX_DEPTH, &w) || w.values != 1)
+    return -1;
+  if (end != NULL)
+    *end = w.end;
+  return 0;
 }
 
-int actor__msgpack_check(const char *p, size_t len, msgpack_zone *zone) {
-  size_t off = 0;
-  msgpack_object o;
-  if (len == 0 || actor__msgpack_sane(p, len) != 1 ||
-      msgpack_unpack(p, len, &off, zone, &o) != MSGPACK_UNPACK_SUCCESS)
+int actor__msgpack_check(const char *p, size_t len) {
+  struct codec__walk w;
+  if (len == 0 || codec__walk(p, len, 0, ACTOR__MAX_DEPTH, &w) || w.values != 1)
     return ACTOR_EBADFRAME;
-  return off == len ? 0 : ACTOR_EBADFRAME;
+  return w.too_deep ? ACTOR_EDEPTH : 0;
 }
 
-static size_t codec__uint_size(unsigned char b) {
-  return b <= 0x7f ? 1 : b == 0xcc ? 2 : b == 0xcd ? 3 : b == 0xce ? 5 : 9;
+/* ---- the envelope's scalars, read in place ---- */
+
+/* An unsigned integer (positive fixint, uint8..64) exactly filling
+ * [p, p+n).  0 or -1. */
+static int codec__read_uint(const unsigned char *p, size_t n, uint64_t *v) {
+  if (n == 1 && p[0] <= 0x7f) {
+    *v = p[0];
+    return 0;
+  }
+  if (n >= 2 && p[0] >= 0xcc && p[0] <= 0xcf &&
+      n == 1 + ((size_t)1 << (p[0] - 0xcc))) {
+    *v = codec__be(p + 1, (int)n - 1);
+    return 0;
+  }
+  return -1;
 }
 
-static int codec__uint_at(const unsigned char *p, size_t len, size_t off) {
+/* Any integer in the int64 range (also unsigned encodings). */
+static int codec__read_int(const unsigned char *p, size_t n, int64_t *v) {
+  uint64_t u;
+  if (codec__read_uint(p, n, &u) == 0) {
+    if (u > INT64_MAX)
+      return -1;
+    *v = (int64_t)u;
+    return 0;
+  }
+  if (n == 1 && p[0] >= 0xe0) {
+    *v = (int8_t)p[0];
+    return 0;
+  }
+  if (n >= 2 && p[0] >= 0xd0 && p[0] <= 0xd3 &&
+      n == 1 + ((size_t)1 << (p[0] - 0xd0))) {
+    u = codec__be(p + 1, (int)n - 1);
+    switch (n) {
+    case 2: *v = (int8_t)u; break;
+    case 3: *v = (int16_t)u; break;
+    case 5: *v = (int32_t)u; break;
+    default: *v = (int64_t)u; break;
+    }
+    return 0;
+  }
+  return -1;
+}
+
+/* A str (or nil, read as ""), exactly filling [p, p+n). */
+static int codec__read_str(const unsigned char *p, size_t n,
+                           struct actor__str *s) {
+  size_t h;
+  if (n == 1 && p[0] == 0xc0) {
+    s->p = "";
+    s->n = 0;
+    return 0;
+  }
+  if ((p[0] & 0xe0) == 0xa0)
+    h = 1;
+  else if (p[0] == 0xd9)
+    h = 2;
+  else if (p[0] == 0xda)
+    h = 3;
+  else if (p[0] == 0xdb)
+    h = 5;
+  else
+    return -1;
+  if (n < h)
+    return -1;
+  /* The walk checked that the header's length is exactly what is here. */
+  s->p = (const char *)p + h;
+  s->n = n - h;
+  return 0;
+}
+
+static int codec__uint_at(const unsigned char *p, size_t len, size_t off,
+                          size_t *n) {
   if (off >= len)
-    return 0;
-  if (!(p[off] <= 0x7f || (p[off] >= 0xcc && p[off] <= 0xcf)))
-    return 0;
-  return off + codec__uint_size(p[off]) <= len;
+    return -1;
+  *n = p[off] <= 0x7f ? 1 : (p[off] >= 0xcc && p[off] <= 0xcf)
+                                 ? 1 + ((size_t)1 << (p[off] - 0xcc))
+                                 : 0;
+  return *n == 0 || off + *n > len ? -1 : 0;
+}
+
+/* The array header of [kind, id, ...]: fixarray or array16/32. */
+static int codec__array_header(const unsigned char *p, size_t len,
+                               size_t *hdrlen) {
+  if (len >= 1 && (p[0] & 0xf0) == 0x90)
+    *hdrlen = 1;
+  else if (len >= 3 && p[0] == 0xdc)
+    *hdrlen = 3;
+  else if (len >= 5 && p[0] == 0xdd)
+    *hdrlen = 5;
+  else
+    return -1;
+  return 0;
 }
 
 int actor__msg_peek(const char *body, size_t len, int *kind, uint32_t *id) {
-  uint32_t n;
-  size_t off;
   const unsigned char *p = (const unsigned char *)body;
+  size_t off, kn, in;
   uint64_t k, i;
-  msgpack_zone zone;
-  msgpack_object o;
-  int r = ACTOR_EBADFRAME;
 
-  if (codec__array_header(p, len, &n, &off) || n < 2)
+  /* Only the start of the frame is here: read the array header and two
+   * unsigned integers, nothing else. */
+  if (codec__array_header(p, len, &off) ||
+      ((p[0] & 0xf0) == 0x90 && (p[0] & 0x0f) < 2) ||
+      codec__uint_at(p, len, off, &kn) ||
+      codec__uint_at(p, len, off + kn, &in) ||
+      codec__read_uint(p + off, kn, &k) ||
+      codec__read_uint(p + off + kn, in, &i) || k >= 256 || i > UINT32_MAX)
     return ACTOR_EBADFRAME;
-  /* Only the start of the frame is here: accept nothing but two unsigned
-   * integers, so that msgpack-c never sees a container header. */
-  if (!codec__uint_at(p, len, off) ||
-      !codec__uint_at(p, len, off + codec__uint_size(p[off])))
-    return ACTOR_EBADFRAME;
-  if (!msgpack_zone_init(&zone, 256))
-    return -ENOMEM;
-  if (codec__next(body, len, &off, &zone, &o) == 0 &&
-      codec__uint(&o, &k) == 0 && k < 256 &&
-      codec__next(body, len, &off, &zone, &o) == 0 &&
-      codec__uint(&o, &i) == 0 && i <= UINT32_MAX) {
-    *kind = (int)k;
-    *id = (uint32_t)i;
-    r = 0;
-  }
-  msgpack_zone_destroy(&zone);
-  return r;
+  *kind = (int)k;
+  *id = (uint32_t)i;
+  return 0;
 }
 
-int actor__msg_decode(struct actor__msg *m, const char *body, size_t len,
-                      msgpack_zone *zone) {
-  uint32_t n;
-  size_t off, pstart;
+int actor__msg_decode(struct actor__msg *m, const char *body, size_t len) {
+  const unsigned char *p = (const unsigned char *)body;
+  struct codec__walk w;
+  struct {
+    size_t off, n;
+  } e[6];
   uint64_t k, id;
-  msgpack_object o;
+  size_t i, pay;
   int need;
 
   memset(m, 0, sizeof(*m));
   m->kind = -1;
-  /* One pass over the whole frame first (see actor__msgpack_sane). */
-  if (actor__msgpack_sane(body, len) != 1)
+  /* The envelope is one level: the payload may nest ACTOR__MAX_DEPTH. */
+  if (codec__walk(body, len, 0, ACTOR__MAX_DEPTH + 1, &w) || w.values != 1 ||
+      !w.first_array || w.nelems < 2 || codec__elem(&w, len, 0, &e[0].off, &e[0].n) ||
+      codec__elem(&w, len, 1, &e[1].off, &e[1].n))
     return ACTOR_EBADFRAME;
-  if (codec__array_header((const unsigned char *)body, len, &n, &off) ||
-      n < 2)
-    return ACTOR_EBADFRAME;
-  if (codec__next(body, len, &off, zone, &o) || codec__uint(&o, &k) ||
-      k > INT32_MAX)
-    return ACTOR_EBADFRAME;
-  if (codec__next(body, len, &off, zone, &o) || codec__uint(&o, &id) ||
-      id > UINT32_MAX)
+#define AT(j) (p + e[j].off), e[j].n
+  if (codec__read_uint(AT(0), &k) || k > INT32_MAX ||
+      codec__read_uint(AT(1), &id) || id > UINT32_MAX)
     return ACTOR_EBADFRAME;
   m->kind = (int)k;
   m->id = (uint32_t)id;
@@ -361,31 +444,44 @@ int actor__msg_decode(struct actor__msg *m, const char *body, size_t len,
     return ACTOR_EBADFRAME;
   /* Later versions may append elements; we read the ones we know. */
   need = codec__nelems((int)k);
-  if (n < (uint32_t)need)
+  if (w.nelems < (uint64_t)need)
     return ACTOR_EBADFRAME;
+  /* Only a payload may nest: too deep elsewhere is a bad frame. */
+  pay = (k == ACTOR__MSG_CALL || k == ACTOR__MSG_RETURN || k == ACTOR__MSG_ITEM)
+            ? (size_t)need - 1
+            : (size_t)-1;
+  if (w.too_deep) {
+    if (w.deep_at != pay)
+      return ACTOR_EBADFRAME;
+    /* Well formed, attributable, but nested deeper than we accept: the
+     * caller fails that one call. */
+    for (i = 2; i < pay; i++)
+      if (codec__elem(&w, len, i, &e[i].off, &e[i].n))
+        return ACTOR_EBADFRAME;
+    if (k == ACTOR__MSG_CALL && codec__read_str(AT(2), &m->fn))
+      return ACTOR_EBADFRAME;
+    return ACTOR_EDEPTH;
+  }
+  for (i = 2; i < (size_t)need; i++)
+    if (codec__elem(&w, len, i, &e[i].off, &e[i].n))
+      return ACTOR_EBADFRAME;
 
   switch (m->kind) {
   case ACTOR__MSG_HELLO:
-    if (codec__next(body, len, &off, zone, &o) || codec__uint(&o, &m->version))
-      return ACTOR_EBADFRAME;
-    if (codec__next(body, len, &off, zone, &o) || codec__int(&o, &m->pid))
-      return ACTOR_EBADFRAME;
-    if (codec__next(body, len, &off, zone, &o) || codec__str(&o, &m->backend))
-      return ACTOR_EBADFRAME;
-    if (codec__next(body, len, &off, zone, &o) || codec__str(&o, &m->name))
+    if (codec__read_uint(AT(2), &m->version) ||
+        codec__read_int(AT(3), &m->pid) ||
+        codec__read_str(AT(4), &m->backend) ||
+        codec__read_str(AT(5), &m->name))
       return ACTOR_EBADFRAME;
     return 0;
   case ACTOR__MSG_CALL:
-    if (codec__next(body, len, &off, zone, &o) || codec__str(&o, &m->fn))
+    if (codec__read_str(AT(2), &m->fn))
       return ACTOR_EBADFRAME;
     break;
   case ACTOR__MSG_ERROR:
-    if (codec__next(body, len, &off, zone, &o) || codec__str(&o, &m->type))
-      return ACTOR_EBADFRAME;
-    if (codec__next(body, len, &off, zone, &o) || codec__str(&o, &m->message))
-      return ACTOR_EBADFRAME;
-    if (codec__next(body, len, &off, zone, &o) ||
-        codec__str(&o, &m->traceback))
+    if (codec__read_str(AT(2), &m->type) ||
+        codec__read_str(AT(3), &m->message) ||
+        codec__read_str(AT(4), &m->traceback))
       return ACTOR_EBADFRAME;
     return 0;
   case ACTOR__MSG_RETURN:
@@ -394,12 +490,10 @@ int actor__msg_decode(struct actor__msg *m, const char *body, size_t len,
   default:
     return 0;
   }
+#undef AT
   /* The payload: one whole value, handed out in place. */
-  pstart = off;
-  if (codec__next(body, len, &off, zone, &o))
-    return ACTOR_EBADFRAME;
-  m->payload = body + pstart;
-  m->payload_len = off - pstart;
+  m->payload = body + e[pay].off;
+  m->payload_len = e[pay].n;
   return 0;
 }
 

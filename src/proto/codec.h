@@ -18,6 +18,7 @@
 #define ACTOR__FRAME_HDR 4
 #define ACTOR__DEFAULT_MAX_FRAME (8u << 20)
 #define ACTOR__MIN_MAX_FRAME 1024u
+#define ACTOR__DEFAULT_MAX_QUEUE (16u << 20)
 /* Deepest nesting of arrays and maps accepted in any msgpack value, on
  * both sides and in the Python converter (docs/protocol.md).  A value
  * nested deeper is refused with a per-call error, never treated as a
@@ -63,6 +64,7 @@ struct actor__msg {
 #define ACTOR__ERRTYPE_TOOBIG "libactor.FrameTooBig"
 #define ACTOR__ERRTYPE_BADFRAME "libactor.BadFrame"
 #define ACTOR__ERRTYPE_FAILED "libactor.Failed"
+#define ACTOR__ERRTYPE_TOODEEP "libactor.TooDeep"
 
 /* Encode one frame at the end of `out`.  The payload (if the kind has one)
  * must be one msgpack value; NULL/0 encodes nil.  Returns 0, ACTOR_E2BIG if
@@ -71,11 +73,13 @@ int actor__msg_encode(struct abuf *out, const struct actor__msg *m,
                       size_t max_frame);
 
 /* Decode the frame body (without its length prefix).  Strings and payload
- * point into `body`.  `zone` is scratch space, cleared by the caller between
- * frames.  Returns 0, ACTOR_EBADFRAME (not an array of the right shape), or
- * ACTOR_EBADKIND (an unknown kind; m->kind and m->id are still set). */
-int actor__msg_decode(struct actor__msg *m, const char *body, size_t len,
-                      msgpack_zone *zone);
+ * point into `body`; nothing is allocated and no msgpack object is built.
+ * Returns 0, ACTOR_EBADFRAME (not one well-formed array of the right
+ * shape), ACTOR_EBADKIND (an unknown kind; m->kind and m->id are still
+ * set), or ACTOR_EDEPTH: a well-formed CALL/RETURN/ITEM whose payload nests
+ * deeper than ACTOR__MAX_DEPTH (m->kind, m->id and a CALL's m->fn are set,
+ * m->payload is NULL) — that call fails, the channel stays usable. */
+int actor__msg_decode(struct actor__msg *m, const char *body, size_t len);
 
 /* Best-effort read of [kind, id] from the first bytes of a frame body;
  * used to attribute an oversized frame to its call.  0 or EBADFRAME. */
@@ -84,14 +88,17 @@ int actor__msg_peek(const char *body, size_t len, int *kind, uint32_t *id);
 /* The number of whole msgpack values in [p, p+len), or -1 when some count
  * or length announces more than the bytes that are there (or a byte is not
  * msgpack).  One pass, no allocation: run it before msgpack-c sees
- * untrusted bytes, since msgpack-c allocates for announced counts first. */
+ * untrusted bytes, since msgpack-c allocates for announced counts first.
+ * Nesting is not limited here. */
 long actor__msgpack_sane(const char *p, size_t len);
 /* The same for the first value only (what follows is not looked at): 0 and
  * its end offset in *end, or -1. */
 int actor__msgpack_sane_first(const char *p, size_t len, size_t *end);
 
-/* 0 when [p, p+len) is exactly one well-formed msgpack value. */
-int actor__msgpack_check(const char *p, size_t len, msgpack_zone *zone);
+/* 0 when [p, p+len) is exactly one well-formed msgpack value nested at most
+ * ACTOR__MAX_DEPTH deep; ACTOR_EDEPTH when it nests deeper; otherwise
+ * ACTOR_EBADFRAME.  No allocation. */
+int actor__msgpack_check(const char *p, size_t len);
 
 /* Framer: splits a byte stream into frames, refusing frames larger than the
  * maximum before any allocation happens — their bytes are skipped as they

@@ -231,8 +231,7 @@ static int mod_on_frame(void *arg, const char *body, size_t len) {
   PyObject *v = NULL;
   int r;
 
-  r = actor__msg_decode(&m, body, len, &st->zone);
-  msgpack_zone_clear(&st->zone);
+  r = actor__msg_decode(&m, body, len);
   if (r || m.kind == ACTOR__MSG_HELLO || m.kind == ACTOR__MSG_RETURN ||
       m.kind == ACTOR__MSG_ERROR) {
     PyErr_Format(PyExc_ValueError,

@@ -29,13 +29,18 @@
 #define DEFAULT_TERM_MS 2000
 #define DEFAULT_KILL_MS 2000
 #define FREE_CALLS_MAX 256
+/* An oversized frame attributed to a call is skipped (that call fails)
+ * when it announces at most this many times the maximum frame; a longer
+ * one closes the actor (docs/protocol.md §8.1). */
+#define ACTOR__SKIP_FACTOR 4
 
 struct actor_call {
   struct alist node; /* on rt->free_calls while recycled */
   actor *a;
   uint32_t id;
   int end_sent;
-  int cancel_sent;
+  int cancel_sent; /* a CANCEL went out (or was queued) */
+  int cancelled;   /* actor_call_cancel() was called: DONE only from now */
   actor_call_cb cb;
   void *arg;
   char fn_inline[48];
@@ -46,6 +51,8 @@ struct actor_call {
 
 static void actor__maybe_finish(actor *a);
 static void actor__stop_begin(actor *a, int graceful);
+static int call__send_simple(actor_call *c, int kind, const void *p,
+                             size_t n);
 
 static const char *call__strs(const actor_call *c, int which) {
   const char *p;
@@ -98,11 +105,16 @@ static void call__set_error(actor_call *c, const char *type, size_t tn,
   c->err = p;
   if (p == NULL)
     return; /* the accessors then return "" */
-  memcpy(p, type, tn);
+  /* An empty string may come as a NULL pointer (msgpack-c does that):
+   * memcpy must not see it, even for 0 bytes. */
+  if (tn > 0)
+    memcpy(p, type, tn);
   p[tn] = '\0';
-  memcpy(p + tn + 1, msg, mn);
+  if (mn > 0)
+    memcpy(p + tn + 1, msg, mn);
   p[tn + 1 + mn] = '\0';
-  memcpy(p + tn + mn + 2, tb, tbn);
+  if (tbn > 0)
+    memcpy(p + tn + mn + 2, tb, tbn);
   p[tn + mn + 2 + tbn] = '\0';
   c->err_type_len = tn;
   c->err_msg_len = mn;
@@ -142,6 +154,7 @@ static void actor__note(actor *a, int err, const char *fmt, ...) {
   if (a->exit_error != 0)
     return;
   a->exit_error = err;
+  a->cause = err;
   va_start(ap, fmt);
   vsnprintf(a->reason, sizeof(a->reason), fmt, ap);
   va_end(ap);
@@ -151,8 +164,12 @@ static void actor__note(actor *a, int err, const char *fmt, ...) {
 
 static void actor__timer_cb(uv_timer_t *t);
 
+/* Deadlines count from the moment of the call, not from the loop's cached
+ * time: the host may call us between runs of the loop after blocking work
+ * of its own, when that cached time is long stale. */
 static void actor__arm(actor *a, int stage, uint64_t ms) {
   a->stage = stage;
+  uv_update_time(a->rt->loop);
   uv_timer_start(&a->timer, actor__timer_cb, ms, 0);
 }
 
@@ -280,6 +297,26 @@ static int actor__map_error_type(const struct actor__str *t) {
 #undef IS
 }
 
+/* The actor sent something for call `c` that we cannot hand over (too
+ * big, too deep): the call fails here.  If the call may still be running
+ * in the actor, it is asked to stop (CANCEL); its later frames for this id
+ * are ignored as those of a finished call. */
+static void parent__call_refused(actor_call *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void parent__call_refused(actor_call *c, int code, const char *fmt,
+                                 ...) {
+  char msg[ACTOR__ERRMSG_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  if (!c->cancel_sent) {
+    if (call__send_simple(c, ACTOR__MSG_CANCEL, NULL, 0) == 0)
+      c->cancel_sent = 1;
+  }
+  call__fail(c, code, "%s", msg);
+}
+
 static void actor__on_hello(actor *a, const struct actor__msg *m) {
   if (a->got_hello) {
     actor__protocol_fail(a, ACTOR_EBADFRAME, "sent HELLO twice");
@@ -313,7 +350,18 @@ static int parent__on_frame(struct actor__chan *ch, const char *body,
   actor_call *c;
   int r;
 
-  r = actor__msg_decode(&m, body, len, &ch->zone);
+  r = actor__msg_decode(&m, body, len);
+  if (r == ACTOR_EDEPTH && a->got_hello) {
+    /* Well formed but nested deeper than we accept: that call fails, the
+     * actor lives on (the frame has been consumed whole). */
+    c = actor__idmap_get(&a->calls, m.id);
+    if (c != NULL && (m.kind == ACTOR__MSG_RETURN || m.kind == ACTOR__MSG_ITEM))
+      parent__call_refused(c, ACTOR_EDEPTH,
+                           "%s from actor '%s' nests deeper than %d levels",
+                           m.kind == ACTOR__MSG_ITEM ? "stream item" : "reply",
+                           a->name, ACTOR__MAX_DEPTH);
+    return 0;
+  }
   if (r == ACTOR_EBADKIND) {
     actor__protocol_fail(a, ACTOR_EBADKIND,
                          "sent a message of unknown kind %d", m.kind);
@@ -363,11 +411,12 @@ static int parent__on_frame(struct actor__chan *ch, const char *body,
     call__done(c, actor__map_error_type(&m.type), NULL, 0);
     break;
   case ACTOR__MSG_ITEM:
-    if (c->cb != NULL)
+    /* After actor_call_cancel() the caller hears DONE only. */
+    if (c->cb != NULL && !c->cancelled)
       c->cb(c, ACTOR_EV_ITEM, 0, m.payload, m.payload_len, c->arg);
     break;
   case ACTOR__MSG_END:
-    if (c->cb != NULL)
+    if (c->cb != NULL && !c->cancelled)
       c->cb(c, ACTOR_EV_END, 0, NULL, 0, c->arg);
     break;
   }
@@ -378,7 +427,6 @@ static int parent__on_oversize(struct actor__chan *ch, int kind, uint32_t id,
                                uint64_t len) {
   actor *a = ch->data;
   actor_call *c = NULL;
-  struct actor__msg m;
 
   if (kind == ACTOR__MSG_RETURN || kind == ACTOR__MSG_ERROR ||
       kind == ACTOR__MSG_ITEM)
@@ -397,19 +445,23 @@ static int parent__on_oversize(struct actor__chan *ch, int kind, uint32_t id,
                          (unsigned long long)len, a->chan.framer.max_frame);
     return 1;
   }
-  if (kind == ACTOR__MSG_ITEM && !c->cancel_sent) {
-    /* The stream lost an item: end the call here and ask the actor to stop
-     * producing.  Its later frames for this id are ignored. */
-    memset(&m, 0, sizeof(m));
-    m.kind = ACTOR__MSG_CANCEL;
-    m.id = c->id;
-    actor__chan_send(&a->chan, &m);
+  if (len > (uint64_t)a->chan.framer.max_frame * ACTOR__SKIP_FACTOR) {
+    /* Skipping it would keep every later call waiting behind up to 4 GiB
+     * of a misbehaving actor's output: past this bound the actor is closed
+     * (the call fails with the actor, ACTOR_E2BIG). */
+    actor__protocol_fail(a, ACTOR_E2BIG,
+                         "sent a frame of %llu bytes, more than %d times the "
+                         "maximum of %zu",
+                         (unsigned long long)len, ACTOR__SKIP_FACTOR,
+                         a->chan.framer.max_frame);
+    return 1;
   }
-  call__fail(c, ACTOR_E2BIG,
-             "%s of %llu bytes from actor '%s' exceeds the maximum frame "
-             "size of %zu bytes",
-             kind == ACTOR__MSG_ITEM ? "stream item" : "reply",
-             (unsigned long long)len, a->name, a->chan.framer.max_frame);
+  parent__call_refused(c, ACTOR_E2BIG,
+                       "%s of %llu bytes from actor '%s' exceeds the maximum "
+                       "frame size of %zu bytes",
+                       kind == ACTOR__MSG_ITEM ? "stream item" : "reply",
+                       (unsigned long long)len, a->name,
+                       a->chan.framer.max_frame);
   return 0;
 }
 
@@ -417,7 +469,12 @@ static void parent__on_eof(struct actor__chan *ch, int err) {
   actor *a = ch->data;
   actor__logf(&a->rt->log, ACTOR_LOG_DEBUG, "actor '%s': channel %s",
               a->name, err ? actor_strerror(err) : "end of stream");
-  if (!a->got_hello)
+  if (ch->in.len > 0 || ch->framer.skip > 0)
+    actor__note(a, ACTOR_EBADFRAME,
+                "ended its channel in the middle of a frame (%zu bytes of "
+                "an unfinished frame%s)",
+                ch->in.len, ch->framer.skip > 0 ? ", skipping" : "");
+  else if (!a->got_hello)
     actor__note(a, ACTOR_ENOHELLO, "ended its channel before saying hello");
   actor__chan_close(ch);
   /* The child closed its end; it is normally exiting.  If it lingers, the
@@ -426,6 +483,12 @@ static void parent__on_eof(struct actor__chan *ch, int err) {
     a->state = ACTOR_STATE_STOPPING;
     actor__arm(a, ACTOR__STAGE_GRACEFUL, a->graceful_ms);
   }
+}
+
+static void parent__on_drain(struct actor__chan *ch) {
+  actor *a = ch->data;
+  if (a->rt->drain_cb != NULL && !a->stillborn)
+    a->rt->drain_cb(a, a->rt->drain_arg);
 }
 
 static void parent__on_closed(struct actor__chan *ch) {
@@ -440,6 +503,7 @@ const struct actor__chan_cbs actor__parent_chan_cbs = {
     parent__on_oversize,
     parent__on_eof,
     parent__on_closed,
+    parent__on_drain,
 };
 
 /* ---- the end ----------------------------------------------------------- */
@@ -507,7 +571,9 @@ static void actor__free(actor *a) {
 static void actor__finish(uv_handle_t *h) {
   actor *a = h->data;
   actor_call *c;
+  struct idmap calls;
   char how[200], full[ACTOR__ERRMSG_MAX];
+  size_t i;
   int code;
 
   actor__describe_end(a, how, sizeof(how));
@@ -527,16 +593,29 @@ static void actor__finish(uv_handle_t *h) {
   if (code == 0 || code == ACTOR_EKILLED || code == ACTOR_EABANDONED ||
       code > -30000)
     code = ACTOR_ECLOSED;
-  while ((c = actor__idmap_any(&a->calls)) != NULL)
+  /* Take the whole table first: each DONE then costs O(1), and nothing a
+   * callback does (it may even start calls, refused now) touches the slots
+   * being walked. */
+  calls = a->calls;
+  actor__idmap_init(&a->calls);
+  for (i = 0; calls.slots != NULL && i <= calls.mask; i++) {
+    if (calls.slots[i].key == 0)
+      continue;
+    c = calls.slots[i].val;
+    calls.slots[i].key = 0;
     call__fail(c, code, "actor '%s' %s before answering", a->name,
                a->reason);
+  }
+  actor__idmap_fini(&calls);
 
   a->state = ACTOR_STATE_EXITED;
   if (!a->stillborn) {
     a->rt->nlive--;
+    /* The hello callback hears why the actor never said hello: the first
+     * cause (ACTOR_ENOHELLO, ACTOR_EKILLED...), even if the end was later
+     * reported as abandoned. */
     if (!a->got_hello && a->hello_cb != NULL)
-      a->hello_cb(a, a->exit_error ? a->exit_error : ACTOR_ENOHELLO,
-                  a->hello_arg);
+      a->hello_cb(a, a->cause ? a->cause : ACTOR_ENOHELLO, a->hello_arg);
     if (a->exit_cb != NULL)
       a->exit_cb(a, a->exit_arg);
   }
@@ -679,6 +758,9 @@ int actor_kill(actor *a, int hard) {
 }
 
 int actor_state(const actor *a) { return a->state; }
+size_t actor_queued(const actor *a) {
+  return a->chan_open ? actor__chan_queued(&((actor *)a)->chan) : 0;
+}
 const char *actor_name(const actor *a) { return a->name; }
 const char *actor_backend(const actor *a) { return a->backend->name; }
 int actor_pid(const actor *a) { return a->pid; }
@@ -692,8 +774,55 @@ const char *actor_exit_reason(const actor *a) { return a->reason; }
 
 /* ---- calls ------------------------------------------------------------- */
 
-int actor_call_start(actor *a, const char *fn, const void *args, size_t args_len,
-               actor_call_cb cb, void *arg, actor_call **cp) {
+/* Refuse new work for an actor whose queue is full (the host hears
+ * actor_rt_on_drain's callback once it has room again). */
+static int call__queue_full(actor *a) {
+  size_t q = actor__chan_queued(&a->chan);
+  if (q < a->rt->max_queue)
+    return 0;
+  a->chan.want_drain = 1;
+  a->chan.drain_lwm = a->rt->max_queue / 2;
+  actor__seterr(a->rt,
+                "actor '%s' has %zu bytes queued (limit %zu); wait for the "
+                "drain callback",
+                a->name, q, a->rt->max_queue);
+  return 1;
+}
+
+/* Whether the channel can still carry messages from us. */
+static int actor__chan_usable(const actor *a) {
+  return a->chan_open && !a->chan.closing && !a->chan.eof;
+}
+
+/* Validate one msgpack value from the caller: -EINVAL or ACTOR_EDEPTH with
+ * a message, or 0. */
+static int call__check_value(actor_rt *rt, const char *what, const char *fn,
+                             const char *noun, const void *p, size_t len) {
+  int r;
+  if (p == NULL && len) {
+    actor__seterr(rt, "%s('%s'): %s is NULL but its length is %zu", what, fn,
+                  noun, len);
+    return -EINVAL;
+  }
+  if (len == 0)
+    return 0;
+  r = actor__msgpack_check(p, len);
+  if (r == ACTOR_EDEPTH) {
+    actor__seterr(rt, "%s('%s'): %s nest deeper than %d levels", what, fn,
+                  noun, ACTOR__MAX_DEPTH);
+    return ACTOR_EDEPTH;
+  }
+  if (r) {
+    actor__seterr(rt, "%s('%s'): %s are not one msgpack value", what, fn,
+                  noun);
+    return -EINVAL;
+  }
+  return 0;
+}
+
+int actor_call_start(actor *a, const char *fn, const void *args,
+                     size_t args_len, actor_call_cb cb, void *arg,
+                     actor_call **cp) {
   actor_rt *rt = a->rt;
   struct actor__msg m;
   actor_call *c;
@@ -706,22 +835,17 @@ int actor_call_start(actor *a, const char *fn, const void *args, size_t args_len
     actor__seterr(rt, "actor_call_start: a function name is required");
     return -EINVAL;
   }
-  if (args == NULL && args_len) {
-    actor__seterr(rt, "actor_call_start('%s'): args is NULL but args_len is %zu",
-                  fn, args_len);
-    return -EINVAL;
-  }
-  if (a->state >= ACTOR_STATE_STOPPING || a->chan.closing) {
+  if (a->state >= ACTOR_STATE_STOPPING || !actor__chan_usable(a)) {
     actor__seterr(rt, "actor '%s' is stopping; call to '%s' refused", a->name,
                   fn);
     return ACTOR_ESTATE;
   }
-  if (args_len > 0 && actor__msgpack_check(args, args_len, &a->chan.zone)) {
-    msgpack_zone_clear(&a->chan.zone);
-    actor__seterr(rt, "actor_call_start('%s'): args are not one msgpack value", fn);
-    return -EINVAL;
-  }
-  msgpack_zone_clear(&a->chan.zone);
+  r = call__check_value(rt, "actor_call_start", fn, "args", args,
+                        args_len);
+  if (r)
+    return r;
+  if (call__queue_full(a))
+    return -EAGAIN;
   c = call__alloc(rt);
   if (c == NULL)
     return -ENOMEM;
@@ -756,7 +880,8 @@ int actor_call_start(actor *a, const char *fn, const void *args, size_t args_len
   }
   if (r) {
     if (r == ACTOR_E2BIG)
-      actor__seterr(rt, "actor_call_start('%s'): frame exceeds the maximum of %zu",
+      actor__seterr(rt,
+                    "actor_call_start('%s'): frame exceeds the maximum of %zu",
                     fn, a->chan.framer.max_frame);
     call__free(rt, c);
     return r;
@@ -766,11 +891,14 @@ int actor_call_start(actor *a, const char *fn, const void *args, size_t args_len
   return 0;
 }
 
+/* Every call function checks the channel before touching anything of it:
+ * between the actor's EOF and its end (and in DONE callbacks of other
+ * calls of a dead actor) it is closed, or closing, and its buffers gone. */
 static int call__send_simple(actor_call *c, int kind, const void *p,
                              size_t n) {
   struct actor__msg m;
   actor *a = c->a;
-  if (a->chan.closing || a->chan.eof)
+  if (!actor__chan_usable(a))
     return ACTOR_ECLOSED;
   memset(&m, 0, sizeof(m));
   m.kind = kind;
@@ -781,14 +909,18 @@ static int call__send_simple(actor_call *c, int kind, const void *p,
 }
 
 int actor_call_send(actor_call *c, const void *item, size_t len) {
-  if (c->end_sent || c->cancel_sent)
+  actor *a = c->a;
+  int r;
+  if (c->end_sent || c->cancelled)
     return ACTOR_ESTATE;
-  if ((item == NULL && len) ||
-      (len > 0 && actor__msgpack_check(item, len, &c->a->chan.zone))) {
-    msgpack_zone_clear(&c->a->chan.zone);
-    return -EINVAL;
-  }
-  msgpack_zone_clear(&c->a->chan.zone);
+  if (!actor__chan_usable(a))
+    return ACTOR_ECLOSED;
+  r = call__check_value(a->rt, "actor_call_send", c->fn, "the item's bytes",
+                        item, len);
+  if (r)
+    return r;
+  if (call__queue_full(a))
+    return -EAGAIN;
   return call__send_simple(c, ACTOR__MSG_ITEM, item, len);
 }
 
@@ -804,10 +936,14 @@ int actor_call_end(actor_call *c) {
 
 int actor_call_cancel(actor_call *c) {
   int r;
+  if (c->cancelled)
+    return 0;
+  c->cancelled = 1;
   if (c->cancel_sent)
     return 0;
-  c->cancel_sent = 1;
   r = call__send_simple(c, ACTOR__MSG_CANCEL, NULL, 0);
+  if (r == 0)
+    c->cancel_sent = 1;
   /* A closed channel means DONE is on its way anyway. */
   return r == ACTOR_ECLOSED ? 0 : r;
 }

@@ -60,6 +60,9 @@ struct actor_rt {
   int owns_loop;
   struct actor__log log;
   size_t max_frame;
+  size_t max_queue; /* bytes queued for one actor before calls are refused */
+  actor_drain_cb drain_cb;
+  void *drain_arg;
   char errmsg[ACTOR__ERRMSG_MAX];
   struct alist actors; /* every actor not yet freed, stillborn ones too */
   size_t nlive;        /* of those, the ones the user holds */
@@ -110,6 +113,7 @@ struct actor {
   int backend_closed;
   int finishing;
   int exit_status, exit_signal, exit_error;
+  int cause; /* the first error noted (exit_error may become EABANDONED) */
   char reason[ACTOR__ERRMSG_MAX];
   char how[200]; /* the backend's words, if any */
 

@@ -31,6 +31,7 @@ int actor_rt_new(actor_rt **rtp, uv_loop_t *loop) {
   }
   rt->loop = loop;
   rt->max_frame = ACTOR__DEFAULT_MAX_FRAME;
+  rt->max_queue = ACTOR__DEFAULT_MAX_QUEUE;
   actor__log_init(&rt->log);
   alist_init(&rt->actors);
   alist_init(&rt->free_calls);
@@ -65,6 +66,18 @@ int actor_rt_set_max_frame(actor_rt *rt, size_t bytes) {
     return -EINVAL;
   rt->max_frame = bytes;
   return 0;
+}
+
+int actor_rt_set_max_queue(actor_rt *rt, size_t bytes) {
+  if (bytes < ACTOR__MIN_MAX_FRAME)
+    return -EINVAL;
+  rt->max_queue = bytes;
+  return 0;
+}
+
+void actor_rt_on_drain(actor_rt *rt, actor_drain_cb cb, void *arg) {
+  rt->drain_cb = cb;
+  rt->drain_arg = arg;
 }
 
 const char *actor_rt_errmsg(actor_rt *rt) { return rt->errmsg; }

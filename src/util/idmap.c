@@ -15,8 +15,10 @@ void actor__idmap_fini(struct idmap *m) {
   memset(m, 0, sizeof(*m));
 }
 
-static int idmap__grow(struct idmap *m) {
-  size_t cap = m->slots ? (m->mask + 1) * 2 : 16;
+#define IDMAP_MIN 16
+
+/* Rehash into `cap` slots (a power of two that holds every key). */
+static int idmap__resize(struct idmap *m, size_t cap) {
   struct idmap_slot *old = m->slots;
   size_t oldcap = m->slots ? m->mask + 1 : 0;
   size_t i, j;
@@ -42,7 +44,7 @@ static int idmap__grow(struct idmap *m) {
 int actor__idmap_put(struct idmap *m, uint32_t key, void *val) {
   size_t i;
   if (m->slots == NULL || (m->count + 1) * 4 > (m->mask + 1) * 3)
-    if (idmap__grow(m))
+    if (idmap__resize(m, m->slots ? (m->mask + 1) * 2 : IDMAP_MIN))
       return -ENOMEM;
   i = idmap__hash(key, m->mask);
   while (m->slots[i].key != 0 && m->slots[i].key != key)
@@ -96,6 +98,11 @@ void *actor__idmap_del(struct idmap *m, uint32_t key) {
   m->slots[i].key = 0;
   m->slots[i].val = NULL;
   m->count--;
+  /* Give memory back after a burst: shrink to half once an eighth is in
+   * use (growth happens at three quarters, so the two never alternate).
+   * A failed shrink keeps the larger table, which is harmless. */
+  if (m->mask + 1 > IDMAP_MIN && m->count * 8 < m->mask + 1)
+    (void)idmap__resize(m, (m->mask + 1) / 2);
   return val;
 }
 
