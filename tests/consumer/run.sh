@@ -154,4 +154,24 @@ run "$cc" "${cflags[@]}" $pc_cflags '-DCONSUMER_KIND="pkg-config static"' \
 check_links "$out/consumer_pc_static" static
 run "$out/consumer_pc_static"
 
+# libactor-python (built with the Python layer): a C host that links it
+# through pkg-config gets libpython on its link line.
+if [ -f "$pcdir/libactor-python.pc" ]; then
+    step "pkg-config: libactor-python"
+    py_libs=$("$pkgconf" --libs libactor-python)
+    echo "  --libs:          $py_libs"
+    case " $py_libs " in
+        *" -lactor-python "*) ;;
+        *) die "libactor-python.pc --libs lacks -lactor-python: $py_libs" ;;
+    esac
+    case " $py_libs " in
+        *" -lpython3."*) ;;
+        *) die "libactor-python.pc --libs lacks libpython: $py_libs" ;;
+    esac
+    # shellcheck disable=SC2086
+    run "$cc" "${cflags[@]}" $pc_cflags '-DCONSUMER_KIND="pkg-config python"' \
+        "$here/consumer.c" -o "$out/consumer_pc_python" $py_libs
+    run env LD_LIBRARY_PATH="$ld_path" "$out/consumer_pc_python"
+fi
+
 step "PASS: find_package (shared, static) and pkg-config (shared, static) against $prefix"
