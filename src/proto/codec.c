@@ -42,11 +42,20 @@ int actor__msg_encode(struct abuf *out, const struct actor__msg *m,
   unsigned char *hdr;
   static const char nil = (char)0xc0;
 
+  /* No part may exceed the frame on its own; checked first, so that the
+   * sum below cannot wrap (max_frame < 2^32, six parts: < 2^35, which only
+   * a 32-bit size_t could not hold — hence the 64-bit sum). */
+  uint64_t need = (uint64_t)ACTOR__FRAME_HDR + 64 + m->payload_len + m->fn.n +
+                  m->type.n + m->message.n + m->traceback.n + m->name.n +
+                  m->backend.n;
+  if (m->payload_len > max_frame || m->fn.n > max_frame ||
+      m->type.n > max_frame || m->message.n > max_frame ||
+      m->traceback.n > max_frame || m->name.n > max_frame ||
+      m->backend.n > max_frame || need > (uint64_t)max_frame + 64 + 4)
+    return ACTOR_E2BIG;
   /* Reserve header + the payload + some slack in one go, so that packing
    * below rarely reallocates. */
-  if (actor__buf_reserve(out, ACTOR__FRAME_HDR + 64 + m->payload_len +
-                                  m->fn.n + m->type.n + m->message.n +
-                                  m->traceback.n + m->name.n + m->backend.n))
+  if (actor__buf_reserve(out, (size_t)need))
     return -ENOMEM;
   start = out->len;
   out->len += ACTOR__FRAME_HDR;

@@ -62,7 +62,10 @@ void actor_rt_set_log(actor_rt *rt, int level, actor_log_cb cb, void *arg) {
 }
 
 int actor_rt_set_max_frame(actor_rt *rt, size_t bytes) {
-  if (bytes < ACTOR__MIN_MAX_FRAME || bytes > UINT32_MAX)
+  /* The header holds 32 bits; and a frame plus its header must fit a
+   * size_t with room to spare (32-bit builds). */
+  if (bytes < ACTOR__MIN_MAX_FRAME || bytes > UINT32_MAX ||
+      bytes > SIZE_MAX / 2)
     return -EINVAL;
   rt->max_frame = bytes;
   return 0;
