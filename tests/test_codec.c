@@ -1243,6 +1243,32 @@ static void codec_8mib_of_nils_decodes_in_place(void **state) {
   free(frame);
 }
 
+/* Issue 7 item 23: lengths that would wrap a 32-bit sum are refused as
+ * ACTOR_E2BIG before anything is reserved or read. */
+static void codec_absurd_lengths_are_e2big_before_any_allocation(
+    void **state) {
+  struct actor__msg m;
+  struct abuf b;
+  (void)state;
+
+  actor__buf_init(&b);
+  memset(&m, 0, sizeof(m));
+  m.kind = ACTOR__MSG_CALL;
+  m.id = 1;
+  m.fn.p = "f";
+  m.fn.n = 1;
+  m.payload = "";             /* never read */
+  m.payload_len = SIZE_MAX - 8;
+  TH_ERR(actor__msg_encode(&b, &m, 8u << 20), ACTOR_E2BIG);
+  m.payload_len = 1;
+  m.message.n = SIZE_MAX / 2;
+  m.traceback.n = SIZE_MAX / 2;
+  TH_ERR(actor__msg_encode(&b, &m, 8u << 20), ACTOR_E2BIG);
+  assert_int_equal(b.len, 0);
+  assert_int_equal(b.cap, 0);
+  actor__buf_fini(&b);
+}
+
 static int run_all(void) {
   const struct CMUnitTest tests[] = {
       TH_TEST(codec_roundtrip_every_kind),
@@ -1258,6 +1284,7 @@ static int run_all(void) {
       TH_TEST(codec_msgpack_check),
       TH_TEST(codec_depth_512_accepted_deeper_is_edepth_and_attributable),
       TH_TEST(codec_8mib_of_nils_decodes_in_place),
+      TH_TEST(codec_absurd_lengths_are_e2big_before_any_allocation),
       TH_TEST(codec_announced_counts_beyond_the_data_are_refused),
       TH_TEST(idmap_put_get_del_under_churn),
       TH_TEST(buf_reserve_compacts_and_grows),
