@@ -25,197 +25,8 @@
 #include "ipc/inproc.h"
 #include "rt/internal.h"
 #include "spawn/backend.h"
+#include "peer.h"
 #include "support.h"
-
-/* ======================================================================== */
-/* The peer backend                                                         */
-/* ======================================================================== */
-
-struct peer {
-  actor *a;
-  uv_timer_t exit_timer; /* reports a signalled "death" on a fresh stack */
-  int timer_init;
-  int closing;
-};
-
-static int g_peer_fd = -1;      /* the test's end of the last peer spawned */
-static int g_peer_deaf;         /* ignore signals: the actor is abandoned */
-static int g_peer_signals;      /* signals the runtime sent */
-
-static int peer_available(const char **why) {
-  (void)why;
-  return 0;
-}
-
-static void peer_exit_cb(uv_timer_t *t) {
-  struct peer *p = t->data;
-  actor__backend_exited(p->a, -1, SIGKILL, 0);
-}
-
-static int peer_start(void *st, actor *a, const actor_opts *o) {
-  struct peer *p = st;
-  int sv[2];
-  (void)o;
-  p->a = a;
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
-    return -errno;
-  g_peer_fd = sv[1];
-  uv_timer_init(a->rt->loop, &p->exit_timer);
-  p->exit_timer.data = p;
-  p->timer_init = 1;
-  a->pid = 0;
-  return actor__stream_open(&a->chan, a->rt->loop, sv[0], a->rt->max_frame,
-                            &actor__parent_chan_cbs, a);
-}
-
-static int peer_signal(void *st, int how) {
-  struct peer *p = st;
-  (void)how;
-  g_peer_signals++;
-  if (!g_peer_deaf && !uv_is_active((uv_handle_t *)&p->exit_timer))
-    uv_timer_start(&p->exit_timer, peer_exit_cb, 0, 0);
-  return 0;
-}
-
-static void peer_timer_closed(uv_handle_t *h) {
-  struct peer *p = h->data;
-  actor__backend_closed(p->a);
-}
-
-static void peer_close(void *st) {
-  struct peer *p = st;
-  if (p->closing)
-    return;
-  p->closing = 1;
-  if (p->timer_init)
-    uv_close((uv_handle_t *)&p->exit_timer, peer_timer_closed);
-  else
-    actor__backend_closed(p->a);
-}
-
-static const struct actor__backend peer_backend = {
-    1, "peer", sizeof(struct peer), peer_available, peer_start, peer_signal,
-    peer_close,
-};
-
-/* Spawn a peer actor with short deadlines; the test's end is g_peer_fd. */
-static actor *peer_spawn(struct ts *t, struct ts_exit *ex, uint64_t hello_ms) {
-  actor_opts *o;
-  actor *a;
-  TH_OK(actor_opts_new(&o));
-  TH_OK(actor_opts_set_name(o, "peer"));
-  TH_OK(actor_opts_set_deadlines(o, hello_ms, 200, 200, 200));
-  TH_OK(actor_opts_on_exit(o, ts_on_exit, ex));
-  TH_OK(actor_opts_on_hello(o, ts_on_hello, ex));
-  g_peer_deaf = 0;
-  g_peer_signals = 0;
-  TH_OK(actor__spawn_backend(t->rt, &peer_backend, o, &a));
-  actor_opts_free(o);
-  return a;
-}
-
-/* ---- the test as the child ------------------------------------------------ */
-
-static void peer_write(const void *p, size_t n) {
-  const char *c = p;
-  while (n > 0) {
-    ssize_t w = write(g_peer_fd, c, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    assert_true(w > 0);
-    c += w;
-    n -= (size_t)w;
-  }
-}
-
-/* One write per frame: small writes on a unix socket each cost a whole
- * buffer's worth of accounting, and the test must not fill it by that. */
-static void peer_frame(const msgpack_sbuffer *sb) {
-  uint32_t be = htonl((uint32_t)sb->size);
-  char *f = malloc(sb->size + 4);
-  memcpy(f, &be, 4);
-  memcpy(f + 4, sb->data, sb->size);
-  peer_write(f, sb->size + 4);
-  free(f);
-}
-
-static void pk_begin(msgpack_sbuffer *sb, msgpack_packer *pk, int n, int kind,
-                     uint32_t id) {
-  msgpack_sbuffer_init(sb);
-  msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
-  msgpack_pack_array(pk, (size_t)n);
-  msgpack_pack_int(pk, kind);
-  msgpack_pack_uint32(pk, id);
-}
-
-static void pk_str(msgpack_packer *pk, const char *s) {
-  msgpack_pack_str(pk, strlen(s));
-  msgpack_pack_str_body(pk, s, strlen(s));
-}
-
-static void peer_hello(void) {
-  msgpack_sbuffer sb;
-  msgpack_packer pk;
-  pk_begin(&sb, &pk, 6, ACTOR__MSG_HELLO, 0);
-  msgpack_pack_uint64(&pk, ACTOR_PROTOCOL_VERSION);
-  msgpack_pack_int(&pk, getpid());
-  pk_str(&pk, "peer");
-  pk_str(&pk, "peer");
-  peer_frame(&sb);
-  msgpack_sbuffer_destroy(&sb);
-}
-
-static void peer_int(int kind, uint32_t id, int64_t v) {
-  msgpack_sbuffer sb;
-  msgpack_packer pk;
-  pk_begin(&sb, &pk, 3, kind, id);
-  msgpack_pack_int64(&pk, v);
-  peer_frame(&sb);
-  msgpack_sbuffer_destroy(&sb);
-}
-
-/* [kind, id, <depth nested one-element arrays around 1>] */
-static void peer_nested(int kind, uint32_t id, int depth) {
-  msgpack_sbuffer sb;
-  msgpack_packer pk;
-  int i;
-  pk_begin(&sb, &pk, 3, kind, id);
-  for (i = 0; i < depth; i++)
-    msgpack_pack_array(&pk, 1);
-  msgpack_pack_int(&pk, 1);
-  peer_frame(&sb);
-  msgpack_sbuffer_destroy(&sb);
-}
-
-/* Read and discard what the runtime sent, without blocking. */
-static size_t peer_drain(void) {
-  char buf[65536];
-  size_t total = 0;
-  ssize_t n;
-  while ((n = recv(g_peer_fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
-    total += (size_t)n;
-  return total;
-}
-
-static void peer_hang_up(void) {
-  close(g_peer_fd);
-  g_peer_fd = -1;
-}
-
-/* The child "exits": its end is closed and the backend reports it. */
-static void peer_dies(struct ts *t, actor *a) {
-  if (g_peer_fd >= 0)
-    peer_hang_up();
-  ts_run_for(t, 20); /* the runtime sees EOF first, as with a real child */
-  actor__backend_exited(a, 0, 0, 0);
-}
-
-static void started(struct ts *t, actor *a, struct ts_exit *ex) {
-  (void)a;
-  peer_hello();
-  ts_wait(t, &ex->hello, 2000);
-  assert_int_equal(ex->hello, 1);
-}
 
 /* ======================================================================== */
 /* Memory safety                                                            */
@@ -260,7 +71,7 @@ static void parent_send_on_a_call_of_a_dead_actor_is_eclosed_and_safe(
   memset(&tc, 0, sizeof(tc));
   ts_start(&t);
   a = peer_spawn(&t, &ex, 2000);
-  started(&t, a, &ex);
+  peer_started(&t, a, &ex);
   for (i = 0; i < 2; i++) {
     ts_call_init(&tc.r[i]);
     TH_OK(actor_call_start(a, "f", NULL, 0, two_cb, &tc, &tc.c[i]));
@@ -296,7 +107,7 @@ static void parent_error_with_empty_strings_is_copied_safely(void **state) {
 
   ts_start(&t);
   a = peer_spawn(&t, &ex, 2000);
-  started(&t, a, &ex);
+  peer_started(&t, a, &ex);
   ts_call_init(&r);
   TH_OK(actor_call_start(a, "f", NULL, 0, ts_call_cb, &r, &c));
   pk_begin(&sb, &pk, 5, ACTOR__MSG_ERROR, 1);
@@ -334,7 +145,7 @@ static void parent_reply_nested_512_deep_is_delivered_513_fails_only_that_call(
 
   ts_start(&t);
   a = peer_spawn(&t, &ex, 2000);
-  started(&t, a, &ex);
+  peer_started(&t, a, &ex);
   ts_call_init(&r1);
   ts_call_init(&r2);
   ts_call_init(&r3);
@@ -380,7 +191,7 @@ static void parent_args_nested_512_deep_are_sent_513_refused_with_edepth(
 
   ts_start(&t);
   a = peer_spawn(&t, &ex, 2000);
-  started(&t, a, &ex);
+  peer_started(&t, a, &ex);
   TH_OK(actor_call_start(a, "f", args, pack_nested(args, 511), NULL, NULL,
                          NULL));
   TH_OK(actor_call_start(a, "f", args, pack_nested(args, 512), NULL, NULL,
@@ -430,7 +241,7 @@ static void parent_ending_an_actor_with_100k_pending_calls_is_linear(
   ts_start(&t);
   TH_OK(actor_rt_set_max_queue(t.rt, 64u << 20));
   a = peer_spawn(&t, &ex, 2000);
-  started(&t, a, &ex);
+  peer_started(&t, a, &ex);
   for (i = 0; i < n; i++)
     TH_OK(actor_call_start(a, "f", NULL, 0, many_cb, &m, NULL));
   peer_hang_up();
@@ -494,7 +305,7 @@ static void parent_exit_pump_is_bounded_when_someone_keeps_writing(
 
   ts_start(&t);
   a = peer_spawn(&t, &ex, 2000);
-  started(&t, a, &ex);
+  peer_started(&t, a, &ex);
   w.fd = g_peer_fd;
   atomic_init(&w.stop, 0);
   w.bytes = 0;
@@ -543,7 +354,7 @@ static void parent_oversized_frame_beyond_4x_the_maximum_closes_the_actor(
   ts_start(&t);
   TH_OK(actor_rt_set_max_frame(t.rt, 4096));
   a = peer_spawn(&t, &ex, 2000);
-  started(&t, a, &ex);
+  peer_started(&t, a, &ex);
   ts_call_init(&r1);
   ts_call_init(&r2);
   TH_OK(actor_call_start(a, "f", NULL, 0, ts_call_cb, &r1, NULL));
@@ -656,7 +467,7 @@ static void parent_no_item_or_end_after_cancel_returns(void **state) {
   memset(&r, 0, sizeof(r));
   ts_start(&t);
   a = peer_spawn(&t, &ex, 2000);
-  started(&t, a, &ex);
+  peer_started(&t, a, &ex);
   TH_OK(actor_call_start(a, "stream", NULL, 0, cancel_cb, &r, &r.c));
   for (i = 0; i < 200; i++) {
     peer_int(ACTOR__MSG_ITEM, 1, i);
@@ -693,7 +504,7 @@ static void parent_truncated_frame_then_eof_is_reported_as_a_partial_frame(
 
   ts_start(&t);
   a = peer_spawn(&t, &ex, 2000);
-  started(&t, a, &ex);
+  peer_started(&t, a, &ex);
   peer_write(part, sizeof(part));
   peer_dies(&t, a);
   ts_wait(&t, &ex.exited, 2000);
@@ -738,7 +549,7 @@ static void parent_queue_limit_refuses_with_eagain_then_drain_fires(
   actor_rt_on_drain(t.rt, on_drain, NULL);
   g_drains = 0;
   a = peer_spawn(&t, &ex, 2000);
-  started(&t, a, &ex);
+  peer_started(&t, a, &ex);
   /* The peer reads nothing: the socket fills, then our queue. */
   for (;;) {
     r = actor_call_start(a, "f", args, n, NULL, NULL, &c);

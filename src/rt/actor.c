@@ -469,11 +469,11 @@ static void parent__on_eof(struct actor__chan *ch, int err) {
   actor *a = ch->data;
   actor__logf(&a->rt->log, ACTOR_LOG_DEBUG, "actor '%s': channel %s",
               a->name, err ? actor_strerror(err) : "end of stream");
+  /* A frame cut short: judged when we know how the child ended (see
+   * actor__finish): a protocol violation if it exited by itself, a
+   * consequence if it was killed while writing. */
   if (ch->in.len > 0 || ch->framer.skip > 0)
-    actor__note(a, ACTOR_EBADFRAME,
-                "ended its channel in the middle of a frame (%zu bytes of "
-                "an unfinished frame%s)",
-                ch->in.len, ch->framer.skip > 0 ? ", skipping" : "");
+    a->eof_partial = ch->in.len > 0 ? ch->in.len : 1;
   else if (!a->got_hello)
     actor__note(a, ACTOR_ENOHELLO, "ended its channel before saying hello");
   actor__chan_close(ch);
@@ -576,7 +576,19 @@ static void actor__finish(uv_handle_t *h) {
   size_t i;
   int code;
 
+  if (a->eof_partial && a->exit_signal == 0 &&
+      a->stage != ACTOR__STAGE_ABANDONED)
+    actor__note(a, ACTOR_EBADFRAME,
+                "ended its channel in the middle of a frame (%zu bytes of an "
+                "unfinished frame)",
+                a->eof_partial);
   actor__describe_end(a, how, sizeof(how));
+  if (a->eof_partial && a->exit_error != ACTOR_EBADFRAME) {
+    /* Killed while writing: the cut is a consequence; say it anyway. */
+    size_t l = strlen(how);
+    snprintf(how + l, sizeof(how) - l,
+             " (its channel ended in the middle of a frame)");
+  }
   if (a->exit_error) {
     /* The cause, then how it ended; the bound keeps both within size. */
     snprintf(full, sizeof(full), "%.300s; %s", a->reason, how);

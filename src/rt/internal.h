@@ -114,6 +114,7 @@ struct actor {
   int finishing;
   int exit_status, exit_signal, exit_error;
   int cause; /* the first error noted (exit_error may become EABANDONED) */
+  size_t eof_partial; /* EOF came in the middle of a frame (bytes held) */
   char reason[ACTOR__ERRMSG_MAX];
   char how[200]; /* the backend's words, if any */
 
