@@ -2,9 +2,10 @@
  *
  * The protocol layer appends encoded frames to `out` and calls
  * actor__chan_kick(); the transport moves them and feeds what arrives to the
- * framer, which calls back with whole frames.  A transport is an ops table:
- * the socket one (stream.c) today; an in-process one (ring + uv_async) for
- * sub-interpreters plugs in without touching the protocol or the runtime.
+ * framer, which calls back with whole frames.  A transport is an ops table
+ * plus a state block of its own (ch->t): the socket one (stream.c) and the
+ * in-process one (inproc.c, for sub-interpreters).  A new transport plugs in
+ * without touching the protocol, the runtime, or this header.
  *
  * Contract of the callbacks (all on the loop thread):
  *   on_frame     one whole frame; return non-zero to stop delivery (the
@@ -71,26 +72,10 @@ struct actor__chan {
   int closing;
   int want_drain;    /* tell on_drain when queued() <= drain_lwm */
   size_t drain_lwm;
-  /* Transport state. */
-  union {
-    struct {
-      int fd;
-      uv_poll_t poll;
-      uv_idle_t idle;
-      int events;    /* UV_READABLE/UV_WRITABLE currently watched */
-      int write_err; /* the peer stopped reading (-EPIPE...) */
-      int pending_close;
-    } s;
-    struct {
-      void *ip; /* struct actor__inproc */
-      uv_prepare_t *prep;
-      uv_idle_t *idle;
-      int expect; /* sent something, a reply may be close: on the list */
-      int pending_close;
-      struct actor__chan *spin_next;  /* this thread's spin list */
-      struct actor__chan *ready_next; /* answered during a spin */
-    } i;
-  } u;
+  /* The transport's own state: allocated by its open function, released
+   * by its close (before on_closed).  Nothing outside the transport's file
+   * looks inside; adding a transport touches no shared struct. */
+  void *t;
 };
 
 /* Common part, used by the transports. */

@@ -116,7 +116,21 @@ void actor__inproc_unref(struct actor__inproc *ip) {
 
 /* ---- parent side (loop thread) -------------------------------------------- */
 
-#define CH_IP(ch) ((struct actor__inproc *)(ch)->u.i.ip)
+/* The parent side's transport state (ch->t).  One block for the three
+ * handles: it is freed once all three close callbacks have run. */
+struct inproc_parent {
+  struct actor__inproc *ip;
+  uv_async_t async;
+  uv_prepare_t prep;
+  uv_idle_t idle;
+  int pending_close;
+  int expect; /* sent something, a reply may be close: on the spin list */
+  struct actor__chan *spin_next;  /* this thread's spin list */
+  struct actor__chan *ready_next; /* answered during a spin */
+};
+
+#define IPT(ch) ((struct inproc_parent *)(ch)->t)
+#define CH_IP(ch) (IPT(ch)->ip)
 
 /* Take what the child wrote.  Returns 1 when the child side is closed and
  * everything it wrote has been taken. */
@@ -169,31 +183,31 @@ static void inproc__async_cb(uv_async_t *h) { inproc__pump(h->data); }
 
 /* The channels of this thread's loop(s) that sent something since the
  * last spin (a reply may be close): see inproc__prepare_cb.  Membership is
- * ch->u.i.expect. */
+ * IPT(ch)->expect. */
 static _Thread_local struct actor__chan *spin_list;
 static _Thread_local unsigned long spins; /* for tests: spins begun */
 
 unsigned long actor__inproc_spin_count(void) { return spins; }
 
 static void spin__add(struct actor__chan *ch) {
-  if (ch->u.i.expect)
+  if (IPT(ch)->expect)
     return;
-  ch->u.i.expect = 1;
-  ch->u.i.spin_next = spin_list;
+  IPT(ch)->expect = 1;
+  IPT(ch)->spin_next = spin_list;
   spin_list = ch;
 }
 
 static void spin__remove(struct actor__chan *ch) {
   struct actor__chan **pp;
-  if (!ch->u.i.expect)
+  if (!IPT(ch)->expect)
     return;
-  ch->u.i.expect = 0;
-  for (pp = &spin_list; *pp != NULL; pp = &(*pp)->u.i.spin_next)
+  IPT(ch)->expect = 0;
+  for (pp = &spin_list; *pp != NULL; pp = &IPT(*pp)->spin_next)
     if (*pp == ch) {
-      *pp = ch->u.i.spin_next;
+      *pp = IPT(ch)->spin_next;
       break;
     }
-  ch->u.i.spin_next = NULL;
+  IPT(ch)->spin_next = NULL;
 }
 
 static int inproc__flush(struct actor__chan *ch) {
@@ -269,27 +283,27 @@ static void inproc__prepare_cb(uv_prepare_t *h) {
     return;
   spin_list = NULL;
   spins++;
-  for (ch = list; ch != NULL; ch = ch->u.i.spin_next) {
+  for (ch = list; ch != NULL; ch = IPT(ch)->spin_next) {
     pthread_mutex_lock(&CH_IP(ch)->mu);
     CH_IP(ch)->parent_spinning = 1;
     pthread_mutex_unlock(&CH_IP(ch)->mu);
   }
   end = inproc__now_ns() + INPROC_PARENT_SPIN_NS;
   while (!got && inproc__now_ns() < end)
-    for (ch = list; ch != NULL && !got; ch = ch->u.i.spin_next)
+    for (ch = list; ch != NULL && !got; ch = IPT(ch)->spin_next)
       got = atomic_load_explicit(&CH_IP(ch)->c2p_len, memory_order_acquire) > 0;
   /* Take the channels off the list before any callback runs (a callback
    * may send again, putting a channel back on the new list), and keep
    * those that got something on a chain of their own. */
   for (ch = list; ch != NULL; ch = next) {
-    next = ch->u.i.spin_next;
-    ch->u.i.spin_next = NULL;
-    ch->u.i.expect = 0;
+    next = IPT(ch)->spin_next;
+    IPT(ch)->spin_next = NULL;
+    IPT(ch)->expect = 0;
     pthread_mutex_lock(&CH_IP(ch)->mu);
     CH_IP(ch)->parent_spinning = 0;
     pthread_mutex_unlock(&CH_IP(ch)->mu);
     if (atomic_load(&CH_IP(ch)->c2p_len) > 0) {
-      ch->u.i.ready_next = ready;
+      IPT(ch)->ready_next = ready;
       ready = ch;
     }
   }
@@ -300,11 +314,11 @@ static void inproc__prepare_cb(uv_prepare_t *h) {
    * memory (it is released in close callbacks, later in the iteration);
    * pump skips it. */
   for (ch = ready; ch != NULL; ch = next) {
-    next = ch->u.i.ready_next;
-    ch->u.i.ready_next = NULL;
+    next = IPT(ch)->ready_next;
+    IPT(ch)->ready_next = NULL;
     if (ch->closing)
       continue;
-    uv_idle_start(ch->u.i.idle, inproc__idle_cb);
+    uv_idle_start(&IPT(ch)->idle, inproc__idle_cb);
     inproc__pump(ch);
   }
 }
@@ -312,9 +326,10 @@ static void inproc__prepare_cb(uv_prepare_t *h) {
 static void inproc__closed(uv_handle_t *h) {
   struct actor__chan *ch = h->data;
   struct actor__inproc *ip = CH_IP(ch);
-  free(h);
-  if (--ch->u.i.pending_close > 0)
+  if (--IPT(ch)->pending_close > 0)
     return;
+  free(ch->t);
+  ch->t = NULL;
   actor__chan_fini(ch);
   actor__inproc_unref(ip);
   if (ch->cbs->on_closed)
@@ -323,22 +338,20 @@ static void inproc__closed(uv_handle_t *h) {
 
 static void inproc__close(struct actor__chan *ch) {
   struct actor__inproc *ip = CH_IP(ch);
-  uv_async_t *async;
   if (ch->closing)
     return;
   ch->closing = 1;
   spin__remove(ch);
   pthread_mutex_lock(&ip->mu);
   ip->parent_closed = 1;
-  async = ip->async;
-  ip->async = NULL;
+  ip->async = NULL; /* the child must not touch it from now on */
   pthread_mutex_unlock(&ip->mu);
   pthread_cond_broadcast(&ip->cv);       /* a waiting child sees EOF */
   pthread_cond_broadcast(&ip->space_cv); /* so does a blocked writer */
-  ch->u.i.pending_close = 3;
-  uv_close((uv_handle_t *)async, inproc__closed);
-  uv_close((uv_handle_t *)ch->u.i.prep, inproc__closed);
-  uv_close((uv_handle_t *)ch->u.i.idle, inproc__closed);
+  IPT(ch)->pending_close = 3;
+  uv_close((uv_handle_t *)&IPT(ch)->async, inproc__closed);
+  uv_close((uv_handle_t *)&IPT(ch)->prep, inproc__closed);
+  uv_close((uv_handle_t *)&IPT(ch)->idle, inproc__closed);
 }
 
 static const struct actor__chan_ops inproc_ops = {
@@ -349,46 +362,41 @@ static const struct actor__chan_ops inproc_ops = {
 int actor__inproc_open_parent(struct actor__chan *ch, uv_loop_t *loop,
                               struct actor__inproc *ip, size_t max_frame,
                               const struct actor__chan_cbs *cbs, void *data) {
-  uv_async_t *async;
+  struct inproc_parent *t;
   int r;
 
   r = actor__chan_init(ch, loop, max_frame, cbs, data);
   if (r)
     return r;
-  async = malloc(sizeof(*async));
-  ch->u.i.prep = malloc(sizeof(*ch->u.i.prep));
-  ch->u.i.idle = malloc(sizeof(*ch->u.i.idle));
-  if (async == NULL || ch->u.i.prep == NULL || ch->u.i.idle == NULL) {
-    r = -ENOMEM;
-    goto fail;
+  t = ch->t = calloc(1, sizeof(*t));
+  if (t == NULL) {
+    actor__chan_fini(ch);
+    return -ENOMEM;
   }
-  r = uv_async_init(loop, async, inproc__async_cb);
-  if (r)
-    goto fail;
-  async->data = ch;
-  uv_prepare_init(loop, ch->u.i.prep);
-  ch->u.i.prep->data = ch;
-  uv_idle_init(loop, ch->u.i.idle);
-  ch->u.i.idle->data = ch;
-  uv_prepare_start(ch->u.i.prep, inproc__prepare_cb);
+  r = uv_async_init(loop, &t->async, inproc__async_cb);
+  if (r) {
+    free(t);
+    ch->t = NULL;
+    actor__chan_fini(ch);
+    return r;
+  }
+  t->async.data = ch;
+  uv_prepare_init(loop, &t->prep);
+  t->prep.data = ch;
+  uv_idle_init(loop, &t->idle);
+  t->idle.data = ch;
+  uv_prepare_start(&t->prep, inproc__prepare_cb);
   /* A prepare handle alone must not keep the loop alive. */
-  uv_unref((uv_handle_t *)ch->u.i.prep);
+  uv_unref((uv_handle_t *)&t->prep);
   ch->ops = &inproc_ops;
-  ch->u.i.ip = ip;
+  t->ip = ip;
   actor__inproc_ref(ip);
   pthread_mutex_lock(&ip->mu);
-  ip->async = async;
+  ip->async = &t->async;
   pthread_mutex_unlock(&ip->mu);
   /* The child may have written (HELLO) before we attached. */
-  uv_async_send(async);
+  uv_async_send(&t->async);
   return 0;
-
-fail:
-  free(async);
-  free(ch->u.i.prep);
-  free(ch->u.i.idle);
-  actor__chan_fini(ch);
-  return r;
 }
 
 /* ---- child side (any thread; blocking) ------------------------------------ */

@@ -30,32 +30,44 @@
 /* After a burst, give back memory above this. */
 #define STREAM_KEEP (256 * 1024)
 
+/* The transport's state (ch->t); the handles' data is the channel. */
+struct stream {
+  int fd;
+  uv_poll_t poll;
+  uv_idle_t idle;
+  int events;    /* UV_READABLE/UV_WRITABLE currently watched */
+  int write_err; /* the peer stopped reading (-EPIPE...) */
+  int pending_close;
+};
+
+#define ST(ch) ((struct stream *)(ch)->t)
+
 static void stream__poll_cb(uv_poll_t *h, int status, int events);
 
 static void stream__update(struct actor__chan *ch, int events) {
-  if (ch->closing || ch->u.s.events == events)
+  if (ch->closing || ST(ch)->events == events)
     return;
-  ch->u.s.events = events;
+  ST(ch)->events = events;
   if (events == 0)
-    uv_poll_stop(&ch->u.s.poll);
+    uv_poll_stop(&ST(ch)->poll);
   else
-    uv_poll_start(&ch->u.s.poll, events, stream__poll_cb);
+    uv_poll_start(&ST(ch)->poll, events, stream__poll_cb);
 }
 
 static int stream__flush(struct actor__chan *ch) {
   ssize_t n;
 
-  if (ch->closing || ch->u.s.fd < 0)
+  if (ch->closing || ST(ch)->fd < 0)
     return ACTOR_ECLOSED;
   if (ch->hold)
     return 0;
-  if (ch->u.s.write_err) {
+  if (ST(ch)->write_err) {
     ch->out.len = 0; /* nobody will read it */
     ch->out.off = 0;
-    return ch->u.s.write_err;
+    return ST(ch)->write_err;
   }
   while (ch->out.len > 0) {
-    n = send(ch->u.s.fd, actor__buf_data(&ch->out), ch->out.len, MSG_NOSIGNAL);
+    n = send(ST(ch)->fd, actor__buf_data(&ch->out), ch->out.len, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR)
         continue;
@@ -69,7 +81,7 @@ static int stream__flush(struct actor__chan *ch) {
       n = -errno;
       ch->out.len = 0;
       ch->out.off = 0;
-      ch->u.s.write_err = (int)n;
+      ST(ch)->write_err = (int)n;
       stream__update(ch, ch->eof ? 0 : UV_READABLE);
       return (int)n;
     }
@@ -91,8 +103,8 @@ static void stream__idle_cb(uv_idle_t *h) {
 static void stream__kick(struct actor__chan *ch) {
   if (ch->closing || ch->hold || ch->out.len == 0)
     return;
-  if (!uv_is_active((uv_handle_t *)&ch->u.s.idle))
-    uv_idle_start(&ch->u.s.idle, stream__idle_cb);
+  if (!uv_is_active((uv_handle_t *)&ST(ch)->idle))
+    uv_idle_start(&ST(ch)->idle, stream__idle_cb);
 }
 
 /* One read() and the frames it completes.  Returns the bytes read, 0 at
@@ -105,7 +117,7 @@ static ssize_t stream__read(struct actor__chan *ch) {
     return 0;
   }
   do
-    n = read(ch->u.s.fd, actor__buf_tail(&ch->in), actor__buf_room(&ch->in));
+    n = read(ST(ch)->fd, actor__buf_tail(&ch->in), actor__buf_room(&ch->in));
   while (n < 0 && errno == EINTR);
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -169,8 +181,8 @@ static void stream__poll_cb(uv_poll_t *h, int status, int events) {
   if (ch->out.len > 0) {
     stream__flush(ch);
     if (!ch->closing && ch->out.len == 0 &&
-        uv_is_active((uv_handle_t *)&ch->u.s.idle))
-      uv_idle_stop(&ch->u.s.idle);
+        uv_is_active((uv_handle_t *)&ST(ch)->idle))
+      uv_idle_stop(&ST(ch)->idle);
     actor__chan_drained(ch);
   }
 }
@@ -188,7 +200,7 @@ static int stream__drain(struct actor__chan *ch, size_t hwm) {
     /* Blocking here is the backpressure the child wants: the parent always
      * reads (its loop never blocks on a child), so this ends when the
      * parent catches up, or with POLLHUP/POLLERR when it is gone. */
-    pfd.fd = ch->u.s.fd;
+    pfd.fd = ST(ch)->fd;
     pfd.events = POLLOUT;
     pfd.revents = 0;
     r = poll(&pfd, 1, -1);
@@ -204,8 +216,10 @@ static int stream__drain(struct actor__chan *ch, size_t hwm) {
 
 static void stream__handle_closed(uv_handle_t *h) {
   struct actor__chan *ch = h->data;
-  if (--ch->u.s.pending_close > 0)
+  if (--ST(ch)->pending_close > 0)
     return;
+  free(ch->t);
+  ch->t = NULL;
   actor__chan_fini(ch);
   if (ch->cbs->on_closed)
     ch->cbs->on_closed(ch);
@@ -219,16 +233,16 @@ static void stream__close(struct actor__chan *ch) {
   ch->closing = 1;
   /* Last chance for queued frames (a final ERROR, a STOP): one
    * non-blocking attempt, never a wait; errors are of no interest now. */
-  if (ch->out.len > 0 && !ch->eof && ch->u.s.fd >= 0 && !ch->hold)
-    (void)send(ch->u.s.fd, actor__buf_data(&ch->out), ch->out.len,
+  if (ch->out.len > 0 && !ch->eof && ST(ch)->fd >= 0 && !ch->hold)
+    (void)send(ST(ch)->fd, actor__buf_data(&ch->out), ch->out.len,
                MSG_NOSIGNAL | MSG_DONTWAIT);
-  ch->u.s.pending_close = 2;
-  uv_close((uv_handle_t *)&ch->u.s.poll, stream__handle_closed);
-  uv_close((uv_handle_t *)&ch->u.s.idle, stream__handle_closed);
+  ST(ch)->pending_close = 2;
+  uv_close((uv_handle_t *)&ST(ch)->poll, stream__handle_closed);
+  uv_close((uv_handle_t *)&ST(ch)->idle, stream__handle_closed);
   /* libuv has stopped watching the fd once uv_close() returns, so it can
    * be closed now; the handle memory stays ours until the callbacks. */
-  close(ch->u.s.fd);
-  ch->u.s.fd = -1;
+  close(ST(ch)->fd);
+  ST(ch)->fd = -1;
 }
 
 static const struct actor__chan_ops stream_ops = {
@@ -239,34 +253,42 @@ static const struct actor__chan_ops stream_ops = {
 int actor__stream_open(struct actor__chan *ch, uv_loop_t *loop, int fd,
                        size_t max_frame, const struct actor__chan_cbs *cbs,
                        void *data) {
+  struct stream *st;
   int r, fl;
 
   r = actor__chan_init(ch, loop, max_frame, cbs, data);
   if (r)
     goto fail;
   ch->ops = &stream_ops;
-  ch->u.s.fd = fd;
+  st = ch->t = calloc(1, sizeof(*st));
+  if (st == NULL) {
+    r = -ENOMEM;
+    goto fail_fini;
+  }
+  st->fd = fd;
   fl = fcntl(fd, F_GETFL);
   if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
       fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
     r = -errno;
     goto fail_fini;
   }
-  r = uv_poll_init_socket(loop, &ch->u.s.poll, fd);
+  r = uv_poll_init_socket(loop, &st->poll, fd);
   if (r)
     goto fail_fini;
-  ch->u.s.poll.data = ch;
-  uv_idle_init(loop, &ch->u.s.idle);
-  ch->u.s.idle.data = ch;
-  ch->u.s.events = UV_READABLE;
+  st->poll.data = ch;
+  uv_idle_init(loop, &st->idle);
+  st->idle.data = ch;
+  st->events = UV_READABLE;
   /* uv_poll_start() only validates its arguments and queues the watcher
    * (epoll_ctl happens in the next poll, and uv_poll_init_socket() already
    * checked the fd is pollable): it cannot fail here. */
-  if (uv_poll_start(&ch->u.s.poll, UV_READABLE, stream__poll_cb))
+  if (uv_poll_start(&st->poll, UV_READABLE, stream__poll_cb))
     abort();
   return 0;
 
 fail_fini:
+  free(ch->t);
+  ch->t = NULL;
   actor__chan_fini(ch);
 fail:
   close(fd);
