@@ -241,11 +241,18 @@ ACTOR_EXTERN int actor_opts_set_backend(actor_opts *o, const char *backend);
 ACTOR_EXTERN int actor_opts_set_program(actor_opts *o, const char *path);
 /* Appended to argv after argv[0] (the program). */
 ACTOR_EXTERN int actor_opts_add_arg(actor_opts *o, const char *arg);
-/* "NAME=value" added to the child's environment.  The child starts from the
- * parent's environment unless actor_opts_clear_env() was called.  The
- * channel's own variables (LIBACTOR_FD, _NAME, _MAX_FRAME, _PPID,
- * _PROTOCOL, _BACKEND) are the runtime's to set: -EINVAL. */
+/* "NAME=value" added to the child's environment; it replaces an inherited
+ * variable of that name, and a later addition of a name replaces an
+ * earlier one.  The child starts from the parent's environment, without
+ * the channel's own variables (LIBACTOR_FD, _NAME, _MAX_FRAME, _PPID,
+ * _PROTOCOL, _BACKEND), which the runtime sets afresh: adding one is
+ * -EINVAL.  Every other variable passes, LIBACTOR_LOG and LIBACTOR_PYHOST
+ * included (docs/protocol.md §1.2). */
 ACTOR_EXTERN int actor_opts_add_env(actor_opts *o, const char *name_value);
+/* Start the child from an empty environment: it gets the additions and
+ * nothing else of the parent's — not PATH, HOME, LIBACTOR_LOG or
+ * LIBACTOR_PYHOST.  With actor_opts_add_env, the way to keep the host's
+ * secrets from a child. */
 ACTOR_EXTERN int actor_opts_clear_env(actor_opts *o);
 /* The child's working directory; one that cannot be used fails the spawn
  * ("cannot use working directory"). */

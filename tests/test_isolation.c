@@ -22,6 +22,8 @@
 
 #include "support.h"
 
+extern char **environ;
+
 /* ======================================================================== */
 /* Child side                                                               */
 /* ======================================================================== */
@@ -120,6 +122,20 @@ static int fn_getenv(actor_ctx *x, const char *a, size_t n, void *arg) {
   return ret_str(x, v ? v : "<unset>");
 }
 
+static int fn_environ(actor_ctx *x, const char *a, size_t n, void *arg) {
+  char buf[4096] = "";
+  size_t i;
+  for (i = 0; environ[i] != NULL; i++) {
+    strncat(buf, environ[i], sizeof(buf) - strlen(buf) - 2);
+    strcat(buf, "\n");
+  }
+  return ret_str(x, buf);
+}
+
+static int fn_name(actor_ctx *x, const char *a, size_t n, void *arg) {
+  return ret_str(x, actor_child_name(actor_ctx_child(x)));
+}
+
 static int fn_pid(actor_ctx *x, const char *a, size_t n, void *arg) {
   return ret_int(x, getpid());
 }
@@ -198,6 +214,8 @@ static int helper_iso(int argc, char **argv) {
   actor_child_register(c, "fds", fn_fds, NULL);
   actor_child_register(c, "signals", fn_signals, NULL);
   actor_child_register(c, "getenv", fn_getenv, NULL);
+  actor_child_register(c, "environ", fn_environ, NULL);
+  actor_child_register(c, "name", fn_name, NULL);
   actor_child_register(c, "pid", fn_pid, NULL);
   actor_child_register(c, "sleeper", fn_sleeper, NULL);
   actor_child_register(c, "flood", fn_flood, NULL);
@@ -375,6 +393,13 @@ static actor *spawn_iso(struct ts *t, struct ts_exit *ex, actor_opts *o) {
 static void call_wait(struct ts *t, actor *a, const char *fn, int64_t arg,
                       struct ts_call *r) {
   TH_OK(ts_call_ints(a, fn, &arg, 1, r, NULL));
+  ts_wait(t, &r->done, 10000);
+  TH_OK(r->status);
+}
+
+static void call_str_wait(struct ts *t, actor *a, const char *fn,
+                          const char *arg, struct ts_call *r) {
+  TH_OK(ts_call_str(a, fn, arg, r));
   ts_wait(t, &r->done, 10000);
   TH_OK(r->status);
 }
@@ -859,6 +884,71 @@ fault_descriptor_exhaustion_clean_emfile_then_recovery(void **state) {
   close(g_fill_src);
 }
 
+/* ---- environment -------------------------------------------------------- */
+
+/* Channel variables left in the host's environment (as if the host were an
+ * actor that never consumed them) are not inherited; the library's other
+ * variables are, for the whole tree. */
+static void isolation_env_drops_stale_channel_variables_keeps_libactor_config(
+    void **state) {
+  static const char *const stale[] = {
+      "LIBACTOR_FD=99",       "LIBACTOR_NAME=stale",  "LIBACTOR_PPID=1",
+      "LIBACTOR_MAX_FRAME=1", "LIBACTOR_PROTOCOL=99", "LIBACTOR_BACKEND=stale"};
+  struct ts t;
+  struct ts_exit ex;
+  struct ts_call r;
+  actor_opts *o;
+  actor *a;
+  size_t i;
+
+  for (i = 0; i < sizeof(stale) / sizeof(stale[0]); i++)
+    putenv((char *)stale[i]);
+  setenv("LIBACTOR_PYHOST", "/opt/elsewhere/actor-pyhost", 1);
+  setenv("LIBACTOR_LOG", "error", 1);
+  ts_start(&t);
+  o = ts_opts("iso");
+  TH_OK(actor_opts_set_name(o, "fresh"));
+  a = spawn_iso(&t, &ex, o);
+  for (i = 0; i < sizeof(stale) / sizeof(stale[0]); i++) {
+    char name[32];
+    snprintf(name, sizeof(name), "%.*s", (int)strcspn(stale[i], "="), stale[i]);
+    unsetenv(name);
+  }
+  call_wait(&t, a, "name", 0, &r);
+  assert_string_equal(r.str, "fresh");
+  call_str_wait(&t, a, "getenv", "LIBACTOR_PYHOST", &r);
+  assert_string_equal(r.str, "/opt/elsewhere/actor-pyhost");
+  call_str_wait(&t, a, "getenv", "LIBACTOR_LOG", &r);
+  assert_string_equal(r.str, "error");
+  call_str_wait(&t, a, "getenv", "LIBACTOR_NAME", &r);
+  assert_string_equal(r.str, "<unset>"); /* consumed by the child runtime */
+  unsetenv("LIBACTOR_PYHOST");
+  unsetenv("LIBACTOR_LOG");
+  ts_finish(&t);
+  TH_OK(ex.error);
+}
+
+/* clear_env + add_env: the child's whole environment is the additions (the
+ * last of a name winning), once its runtime has taken the channel's. */
+static void isolation_clear_env_leaves_only_the_additions(void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  struct ts_call r;
+  actor_opts *o;
+  actor *a;
+
+  ts_start(&t);
+  o = ts_opts("iso");
+  TH_OK(actor_opts_clear_env(o));
+  TH_OK(actor_opts_add_env(o, "A=1"));
+  TH_OK(actor_opts_add_env(o, "PATH=/usr/bin:/bin"));
+  TH_OK(actor_opts_add_env(o, "A=2"));
+  a = spawn_iso(&t, &ex, o);
+  call_wait(&t, a, "environ", 0, &r);
+  assert_string_equal(r.str, "PATH=/usr/bin:/bin\nA=2\n");
+  ts_finish(&t);
+}
+
 /* ---- failed spawns say what failed -------------------------------------- */
 
 static void isolation_bad_cwd_is_reported_as_a_directory_error(void **state) {
@@ -1012,6 +1102,9 @@ static int run_all(void) {
       TH_TEST(isolation_graceful_exit_leaves_the_actors_children_running),
       TH_TEST(fault_host_sigkilled_every_descendant_gone),
       TH_TEST_T(fault_descriptor_exhaustion_clean_emfile_then_recovery, 60),
+      TH_TEST(
+          isolation_env_drops_stale_channel_variables_keeps_libactor_config),
+      TH_TEST(isolation_clear_env_leaves_only_the_additions),
       TH_TEST(isolation_bad_cwd_is_reported_as_a_directory_error),
       TH_TEST(isolation_program_name_is_found_in_the_childs_path),
       TH_TEST(isolation_exit_not_held_by_a_grandchild_flooding_stdout),

@@ -354,9 +354,12 @@ static int env__own(struct subproc_spawn *s, size_t *k, const char *fmt, ...) {
   return 0;
 }
 
-/* The environment: ours (unless cleared) without the channel's variables,
- * the caller's additions replacing same-named entries, then the channel's
- * variables. */
+/* Ours (unless cleared) without the channel's variables — stale if this
+ * host is itself an actor — and without what the caller replaces; the
+ * caller's additions, the last of a name winning; then the channel's
+ * variables.  Every other variable passes, LIBACTOR_* ones included
+ * (LIBACTOR_LOG, LIBACTOR_PYHOST: they configure the library for the
+ * whole tree). */
 static int subproc__env(struct subproc_spawn *s, const actor_opts *o,
                         const actor_rt *rt, const char *name) {
   size_t n = 0, i, j, k = 0;
@@ -375,8 +378,13 @@ static int subproc__env(struct subproc_spawn *s, const actor_opts *o,
     if (!skip)
       s->env[k++] = environ[i];
   }
-  for (j = 0; j < o->nenv; j++)
-    s->env[k++] = o->env[j];
+  for (j = 0; j < o->nenv; j++) {
+    skip = 0;
+    for (i = j + 1; !skip && i < o->nenv; i++)
+      skip = env__same_name(o->env[j], o->env[i]);
+    if (!skip)
+      s->env[k++] = o->env[j];
+  }
   if (env__own(s, &k, "%s=%d", ACTOR__ENV_FD, CHILD_FDS - 1) ||
       env__own(s, &k, "%s=%s", ACTOR__ENV_NAME, name) ||
       env__own(s, &k, "%s=%zu", ACTOR__ENV_MAX_FRAME, rt->max_frame) ||
