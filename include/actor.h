@@ -236,7 +236,8 @@ ACTOR_EXTERN const char *const *actor_backend_names(void);
 
 /* stdout/stderr of a child */
 enum {
-  ACTOR_STDIO_INHERIT = 0, /* the parent's (default) */
+  ACTOR_STDIO_INHERIT = 0, /* the parent's (default; /dev/null if it has
+                              that fd closed) */
   ACTOR_STDIO_DISCARD = 1, /* /dev/null */
   ACTOR_STDIO_CAPTURE = 2  /* read by the runtime, handed over line by line */
 };
@@ -249,16 +250,27 @@ ACTOR_EXTERN void actor_opts_free(actor_opts *o);  /* NULL is a no-op */
 
 /* Backend by name; default "subproc". */
 ACTOR_EXTERN int actor_opts_set_backend(actor_opts *o, const char *backend);
-/* subproc: the executable (a path, or a name looked up in PATH). */
+/* subproc: the executable.  A path is used as given (a relative one from
+ * the child's working directory); a bare name is looked up in the PATH of
+ * the child's environment ("/bin:/usr/bin" without one), as execvp would. */
 ACTOR_EXTERN int actor_opts_set_program(actor_opts *o, const char *path);
 /* Appended to argv after argv[0] (the program). */
 ACTOR_EXTERN int actor_opts_add_arg(actor_opts *o, const char *arg);
-/* "NAME=value" added to the child's environment.  The child starts from the
- * parent's environment unless actor_opts_clear_env() was called.  The
- * channel's own variables (LIBACTOR_FD, _NAME, _MAX_FRAME, _PPID,
- * _PROTOCOL, _BACKEND) are the runtime's to set: -EINVAL. */
+/* "NAME=value" added to the child's environment; it replaces an inherited
+ * variable of that name, and a later addition of a name replaces an
+ * earlier one.  The child starts from the parent's environment, without
+ * the channel's own variables (LIBACTOR_FD, _NAME, _MAX_FRAME, _PPID,
+ * _PROTOCOL, _BACKEND), which the runtime sets afresh: adding one is
+ * -EINVAL.  Every other variable passes, LIBACTOR_LOG and LIBACTOR_PYHOST
+ * included (docs/protocol.md §1.2). */
 ACTOR_EXTERN int actor_opts_add_env(actor_opts *o, const char *name_value);
+/* Start the child from an empty environment: it gets the additions and
+ * nothing else of the parent's — not PATH, HOME, LIBACTOR_LOG or
+ * LIBACTOR_PYHOST.  With actor_opts_add_env, the way to keep the host's
+ * secrets from a child. */
 ACTOR_EXTERN int actor_opts_clear_env(actor_opts *o);
+/* The child's working directory; one that cannot be used fails the spawn
+ * ("cannot use working directory"). */
 ACTOR_EXTERN int actor_opts_set_cwd(actor_opts *o, const char *dir);
 /* A name for logs and HELLO; default: the program's base name. */
 ACTOR_EXTERN int actor_opts_set_name(actor_opts *o, const char *name);
@@ -318,14 +330,26 @@ enum {
 /* Spawn.  On success *ap is the new actor (calls may be made at once; they
  * are delivered after HELLO).  On failure nothing was started, no callback
  * will run, *ap is NULL and actor_rt_errmsg() says why (for example
- * -ENOENT: "subproc: cannot execute './nope': no such file or directory"). */
+ * -ENOENT: "subproc: cannot execute './nope': no such file or directory";
+ * -EMFILE: "subproc: out of file descriptors: cannot create the channel:
+ * too many open files (EMFILE)").
+ * subproc: the child has stdin (/dev/null), stdout, stderr and the channel
+ * open, nothing else of the parent's; it leads a session and a process
+ * group of its own, with an empty signal mask and default dispositions
+ * (docs/backends.md, "What a child inherits"). */
 ACTOR_EXTERN int actor_spawn(actor_rt *rt, const actor_opts *o, actor **ap);
 
 /* Ask the actor to finish: STOP, then SIGTERM after the graceful deadline,
  * SIGKILL after the term deadline.  Idempotent.  Completes through the
- * exit callback. */
+ * exit callback.
+ * subproc: the signals go to the actor's whole process group, so that the
+ * processes it started itself end with it; once it has died of them, what
+ * is left of its group is SIGKILLed.  Descendants that left the group
+ * (setsid/setpgid, and the actor's own actors) are not reached; an actor
+ * that ends by itself leaves its group alone (docs/protocol.md §6). */
 ACTOR_EXTERN int actor_stop(actor *a);
-/* Skip the graceful step: signal now (SIGTERM, or SIGKILL if `hard`). */
+/* Skip the graceful step: signal now (SIGTERM, or SIGKILL if `hard`), to
+ * the process group as above. */
 ACTOR_EXTERN int actor_kill(actor *a, int hard);
 
 ACTOR_EXTERN int actor_state(const actor *a);
