@@ -419,8 +419,9 @@ ACTOR_EXTERN int actor_child_register(actor_child *c, const char *name,
                                       actor_fn fn, void *arg);
 
 /* Called once when the parent asks the actor to stop or goes away; every
- * call in progress has been told it is cancelled.  Use it to close a
- * runtime of the actor's own (its children) and other handles. */
+ * call in progress has been told it is cancelled (its cancel callback ran,
+ * or the runtime answered for it).  Use it to close a runtime of the
+ * actor's own (its children) and other handles. */
 typedef void (*actor_child_stop_cb)(actor_child *c, void *arg);
 ACTOR_EXTERN void actor_child_on_stop(actor_child *c, actor_child_stop_cb cb,
                                       void *arg);
@@ -432,7 +433,19 @@ ACTOR_EXTERN int actor_child_start(actor_child *c);
 ACTOR_EXTERN int actor_child_run(actor_child *c);
 /* Finish serving on our own initiative (as if STOP had arrived). */
 ACTOR_EXTERN void actor_child_stop(actor_child *c);
-/* Free (the loop too, if owned).  NULL is a no-op. */
+/* Free the child and every context (those a function kept are invalid
+ * from here on).  Not from one of the child's own callbacks.  NULL is a
+ * no-op.
+ *   Adopted loop: the loop is the program's and is not run here.  The
+ *     channel is closed at once; the rest of the memory goes when the
+ *     program next runs the loop (the close callbacks), which it must do
+ *     before uv_loop_close().  After actor_child_run() has returned nothing
+ *     is left open and all of it goes at once.
+ *   Owned loop: the loop is run (without blocking) for the close
+ *     callbacks, then closed and freed.  Handles the program left open on
+ *     it are closed first, their close callbacks running here.  If it still
+ *     cannot close (requests in flight), it is left allocated, with a
+ *     warning in the log, rather than freed under them. */
 ACTOR_EXTERN void actor_child_free(actor_child *c);
 
 /* Answer a call: completes it, and `x` is freed. */

@@ -72,6 +72,8 @@ struct actor_child {
   int stopping;  /* stop processing scheduled or done */
   int got_stop;  /* the parent asked (vs. went away) */
   int stop_done; /* on_stop ran, channel closing */
+  int freeing;   /* actor_child_free() was called */
+  int closes;    /* handle closes not yet completed (the channel's too) */
   actor_child_stop_cb stop_cb;
   void *stop_arg;
 };
@@ -91,6 +93,7 @@ int actor_child_new(actor_child **cp, uv_loop_t *loop) {
     return r;
   c = calloc(1, sizeof(*c));
   if (c == NULL) {
+    close(env.fd); /* ours now; the parent then sees EOF */
     actor__child_env_free(&env);
     return -ENOMEM;
   }
@@ -102,9 +105,10 @@ int actor_child_new(actor_child **cp, uv_loop_t *loop) {
   c->max_frame = env.max_frame;
   if (loop == NULL) {
     loop = malloc(sizeof(*loop));
-    if (loop == NULL || (r = uv_loop_init(loop)) != 0) {
+    r = loop == NULL ? -ENOMEM : uv_loop_init(loop);
+    if (r) {
       free(loop);
-      r = loop ? r : -ENOMEM;
+      close(env.fd);
       goto fail;
     }
     c->owns_loop = 1;
@@ -233,6 +237,8 @@ static void ctx__answered(actor_ctx *x) {
   actor__idmap_del(&x->c->ctxmap, x->id);
 }
 
+/* The caller pins x (in_fn) and frees it after: the callback may answer,
+ * and so free, this context or any other. */
 static void ctx__cancel(actor_ctx *x) {
   actor_child *c = x->c;
   if (x->cancelled || x->answered)
@@ -242,7 +248,6 @@ static void ctx__cancel(actor_ctx *x) {
     x->in_fn++;
     x->cancel_cb(x, x->cancel_arg);
     x->in_fn--;
-    ctx__maybe_free(x);
     return;
   }
   /* Nobody listens for cancellation: answer for the function, so that the
@@ -437,8 +442,12 @@ static int child__on_frame(struct actor__chan *ch, const char *body,
     break;
   case ACTOR__MSG_CANCEL:
     x = actor__idmap_get(&c->ctxmap, m.id);
-    if (x != NULL)
+    if (x != NULL) {
+      x->in_fn++;
       ctx__cancel(x);
+      x->in_fn--;
+      ctx__maybe_free(x);
+    }
     break;
   case ACTOR__MSG_STOP:
     child__schedule_stop(c, 1);
@@ -490,9 +499,12 @@ static void child__on_eof(struct actor__chan *ch, int err) {
   child__schedule_stop(c, 0);
 }
 
+static void child__closed_one(actor_child *c);
+
 static void child__on_closed(struct actor__chan *ch) {
   actor_child *c = ch->data;
   c->chan_open = 0;
+  child__closed_one(c);
 }
 
 static const struct actor__chan_cbs child_chan_cbs = {
@@ -504,38 +516,57 @@ static const struct actor__chan_cbs child_chan_cbs = {
 
 /* ---- stopping ------------------------------------------------------------ */
 
-static void child__stop_closed(uv_handle_t *h) { (void)h; }
+static void child__close_handle(actor_child *c, uv_handle_t *h);
+static void child__close_chan(actor_child *c);
+
+/* Cancel every call in progress.  The callbacks may answer, and so free,
+ * any other context (or start nothing new: CALLs are refused now), so the
+ * walk holds no pointer across a callback but the pinned context's: the
+ * list is moved aside and taken from the front each time. */
+static void child__cancel_all(actor_child *c) {
+  struct alist work, *n;
+  actor_ctx *x;
+
+  alist_init(&work);
+  while (!alist_empty(&c->ctxs)) {
+    n = c->ctxs.next;
+    alist_remove(n);
+    alist_insert_tail(&work, n);
+  }
+  while (!alist_empty(&work)) {
+    n = work.next;
+    alist_remove(n);
+    alist_insert_tail(&c->ctxs, n);
+    x = ALIST_ENTRY(n, actor_ctx, node);
+    x->in_fn++;
+    ctx__cancel(x);
+    x->in_fn--;
+    ctx__maybe_free(x);
+  }
+}
 
 static void child__stop_idle(uv_idle_t *h) {
   actor_child *c = h->data;
-  struct alist *n, *next;
 
   uv_idle_stop(h);
   if (c->stop_done)
     return;
   c->stop_done = 1;
-  for (n = c->ctxs.next; n != &c->ctxs; n = next) {
-    actor_ctx *x = ALIST_ENTRY(n, actor_ctx, node);
-    next = n->next;
-    x->in_fn++; /* keep it alive across the cancel callback */
-    ctx__cancel(x);
-    x->in_fn--;
-  }
+  child__cancel_all(c);
   if (c->stop_cb != NULL)
     c->stop_cb(c, c->stop_arg);
   /* Answers queued by the cancellations go out before the channel closes;
    * the parent reads until EOF, so this wait is short. */
   if (c->chan_open && !c->chan.closing && !c->chan.eof)
     c->chan.ops->drain(&c->chan, 0);
-  if (c->chan_open && !c->chan.closing)
-    actor__chan_close(&c->chan);
-  uv_close((uv_handle_t *)&c->stop_idle, child__stop_closed);
+  child__close_chan(c);
+  child__close_handle(c, (uv_handle_t *)&c->stop_idle);
 }
 
 static void child__schedule_stop(actor_child *c, int asked) {
   if (asked)
     c->got_stop = 1;
-  if (c->stopping)
+  if (c->stopping || c->freeing)
     return;
   c->stopping = 1;
   uv_idle_start(&c->stop_idle, child__stop_idle);
@@ -560,16 +591,9 @@ int actor_child_run(actor_child *c) {
   return c->got_stop ? 0 : 3;
 }
 
-void actor_child_free(actor_child *c) {
+static void child__release(actor_child *c) {
   size_t i;
-  if (c == NULL)
-    return;
-  if (c->chan_open && !c->chan.closing)
-    actor__chan_close(&c->chan);
-  if (!uv_is_closing((uv_handle_t *)&c->stop_idle))
-    uv_close((uv_handle_t *)&c->stop_idle, child__stop_closed);
-  /* Let the close callbacks run before the memory goes. */
-  uv_run(c->loop, UV_RUN_NOWAIT);
+
   while (!alist_empty(&c->ctxs)) {
     struct alist *n = c->ctxs.next;
     alist_remove(n);
@@ -581,9 +605,82 @@ void actor_child_free(actor_child *c) {
   free(c->fns);
   free(c->name);
   free(c->backend);
-  if (c->owns_loop) {
-    uv_loop_close(c->loop);
-    free(c->loop);
-  }
   free(c);
+}
+
+static void child__closed_one(actor_child *c) {
+  /* With an adopted loop the memory goes with the last close callback,
+   * when the loop's owner next runs it (actor_child_free). */
+  if (--c->closes == 0 && c->freeing && !c->owns_loop)
+    child__release(c);
+}
+
+static void child__handle_closed(uv_handle_t *h) { child__closed_one(h->data); }
+
+static void child__close_handle(actor_child *c, uv_handle_t *h) {
+  if (uv_is_closing(h))
+    return;
+  c->closes++;
+  uv_close(h, child__handle_closed);
+}
+
+static void child__close_chan(actor_child *c) {
+  if (!c->chan_open || c->chan.closing)
+    return;
+  c->closes++;
+  actor__chan_close(&c->chan);
+}
+
+static void child__close_stray(uv_handle_t *h, void *arg) {
+  int *n = arg;
+  if (!uv_is_closing(h)) {
+    uv_close(h, NULL);
+    (*n)++;
+  }
+}
+
+void actor_child_free(actor_child *c) {
+  uv_loop_t *loop;
+  int r, stray = 0;
+
+  if (c == NULL)
+    return;
+  c->freeing = 1;
+  child__close_chan(c);
+  child__close_handle(c, (uv_handle_t *)&c->stop_idle);
+  if (!c->owns_loop) {
+    /* Not our loop: we must not run it.  Free now if nothing is closing,
+     * else from the last close callback. */
+    if (c->closes == 0)
+      child__release(c);
+    return;
+  }
+  /* Our loop: run it so that the close callbacks run; then it must close
+   * before its memory goes.  Handles the program left on it are closed
+   * too (their close callbacks run here); if it still cannot close
+   * (requests in flight), it is left allocated rather than freed under
+   * them. */
+  loop = c->loop;
+  uv_run(loop, UV_RUN_NOWAIT);
+  r = uv_loop_close(loop);
+  if (r == UV_EBUSY) {
+    uv_walk(loop, child__close_stray, &stray);
+    uv_run(loop, UV_RUN_NOWAIT);
+    r = uv_loop_close(loop);
+    actor__logf(&c->log, ACTOR_LOG_WARN,
+                "actor_child_free: closed %d handle(s) left open on the "
+                "actor's loop",
+                stray);
+  }
+  if (r)
+    actor__logf(&c->log, ACTOR_LOG_WARN,
+                "actor_child_free: the actor's loop cannot close (%s); "
+                "leaving it allocated",
+                uv_strerror(r));
+  else
+    free(loop);
+  if (c->closes == 0)
+    child__release(c);
+  /* else: a close callback that never ran; leaking beats freeing memory a
+   * handle still points at. */
 }
