@@ -1,4 +1,6 @@
-/* The C child runtime (src/child/child.c): stopping, and freeing.
+/* The C child runtime (src/child/child.c): cancellation and stop reaching
+ * functions that run long, the order in which input is dispatched,
+ * oversized input, stopping and freeing.
  *
  * Two kinds of test: through a real parent (the "child" helper, this
  * binary re-run as an actor), and in-process, where the test plays the
@@ -24,6 +26,7 @@
 /* The "child" helper                                                       */
 /* ======================================================================== */
 
+static int g_streaming; /* a streaming function is on the stack */
 static int64_t g_seq;
 
 static int ret_int(actor_ctx *x, int64_t v) {
@@ -55,14 +58,100 @@ static int fn_hold(actor_ctx *x, const char *a, size_t n, void *arg) {
   return 0;
 }
 
-/* seq(): its place among the calls dispatched. */
+/* stream(): yields 0, 1, 2 ... until a yield fails, without returning to
+ * the loop; then answers with the count (refused if cancelled). */
+static int fn_stream(actor_ctx *x, const char *a, size_t n, void *arg) {
+  char b[16];
+  int64_t i = 0;
+  int r;
+  g_streaming = 1;
+  while ((r = actor_ctx_yield(x, b, ts_pack_int(b, sizeof(b), i))) == 0)
+    i++;
+  g_streaming = 0;
+  if (r != ACTOR_ECANCELED)
+    return actor_ctx_error(x, "WrongCode", actor_err_name(r), "");
+  if (!actor_ctx_cancelled(x))
+    return actor_ctx_error(x, "NotCancelled", "yield said cancelled", "");
+  /* The runtime answered for us (no cancel callback): refused. */
+  r = ret_int(x, i);
+  return r == ACTOR_ECANCELED ? 0 : r;
+}
+
+/* stream_cb(): the same with a cancel callback, which must run after the
+ * function has returned and answers for it. */
+static void stream_cb_cancel(actor_ctx *x, void *arg) {
+  actor_ctx_error(x, "libactor.Cancelled",
+                  g_streaming ? "cb during function" : "cb after return", "");
+}
+
+static int fn_stream_cb(actor_ctx *x, const char *a, size_t n, void *arg) {
+  char b[16];
+  int64_t i = 0;
+  actor_ctx_on_cancel(x, stream_cb_cancel, NULL);
+  g_streaming = 1;
+  while (actor_ctx_yield(x, b, ts_pack_int(b, sizeof(b), i)) == 0)
+    i++;
+  g_streaming = 0;
+  return 0; /* answered by the callback */
+}
+
+/* trickle(k): yields k items 20 ms apart without returning, then k.  (The
+ * helpers' arguments are a plain int, not an array.) */
+static int fn_trickle(actor_ctx *x, const char *a, size_t n, void *arg) {
+  char b[16];
+  int64_t k = ts_unpack_int(a, n), i;
+  if (k < 0)
+    return actor_ctx_error(x, "TypeError", "trickle takes an int", "");
+  for (i = 0; i < k; i++) {
+    usleep(20000);
+    if (actor_ctx_yield(x, b, ts_pack_int(b, sizeof(b), i)))
+      break;
+  }
+  return ret_int(x, i);
+}
+
+/* seq(): its place among the calls dispatched; never inside a stream. */
 static int fn_seq(actor_ctx *x, const char *a, size_t n, void *arg) {
+  if (g_streaming)
+    return actor_ctx_error(x, "Reentrant", "dispatched inside stream", "");
   return ret_int(x, ++g_seq);
+}
+
+/* collect(): two-way; checks the parent's items are 1, 2, 3 ... and not
+ * delivered inside a stream; on END answers their count (-1: re-entrant,
+ * -2: out of order). */
+struct collect {
+  int64_t n;
+  int bad;
+};
+static void collect_item(actor_ctx *x, const char *d, size_t n, void *arg) {
+  struct collect *st = arg;
+  if (d == NULL) {
+    ret_int(x, st->bad ? st->bad : st->n);
+    free(st);
+    return;
+  }
+  if (g_streaming)
+    st->bad = -1;
+  else if (ts_unpack_int(d, n) != st->n + 1 && !st->bad)
+    st->bad = -2;
+  st->n++;
+}
+static int fn_collect(actor_ctx *x, const char *a, size_t n, void *arg) {
+  struct collect *st = calloc(1, sizeof(*st));
+  if (st == NULL)
+    return -ENOMEM;
+  actor_ctx_on_item(x, collect_item, st);
+  return 0;
 }
 
 static void child_register_all(actor_child *c) {
   actor_child_register(c, "hold", fn_hold, NULL);
+  actor_child_register(c, "stream", fn_stream, NULL);
+  actor_child_register(c, "stream_cb", fn_stream_cb, NULL);
+  actor_child_register(c, "trickle", fn_trickle, NULL);
   actor_child_register(c, "seq", fn_seq, NULL);
+  actor_child_register(c, "collect", fn_collect, NULL);
 }
 
 static int helper_child(int argc, char **argv) {
@@ -112,6 +201,192 @@ static void child_stop_survives_a_cancel_callback_that_answers_other_calls(
     assert_int_equal(r[i].value, i);
     assert_true(r[i].order_ok);
   }
+  ts_finish(&t);
+}
+
+static void wait_items(struct ts *t, struct ts_call *r, size_t n) {
+  uint64_t t0 = th_now_ms();
+  while (r->nitems < n && !r->done) {
+    if (th_now_ms() - t0 > 10000)
+      fail_msg("only %zu items within 10 s", r->nitems);
+    ts_run_for(t, 5);
+  }
+  assert_false(r->done);
+}
+
+/* Call stream function `fn` on `a`, let `items` items arrive (0: none, so
+ * that CALL and CANCEL leave in one write), cancel, and expect DONE with
+ * ACTOR_ECANCELED promptly. */
+static void stream_then_cancel(struct ts *t, actor *a, const char *fn,
+                               size_t items, struct ts_call *r) {
+  actor_call *c;
+  uint64_t t0;
+
+  TH_OK(ts_call_ints(a, fn, NULL, 0, r, &c));
+  if (items > 0)
+    wait_items(t, r, items);
+  t0 = th_now_ms();
+  TH_OK(actor_call_cancel(c));
+  ts_wait(t, &r->done, 10000);
+  print_message("%s: cancel -> DONE in %llu ms, %zu items\n", fn,
+                (unsigned long long)(th_now_ms() - t0), r->nitems);
+  TH_ERR(r->status, ACTOR_ECANCELED);
+  assert_true(r->order_ok);
+}
+
+/* examples/worker.c's count(): a loop of yields that never returns to the
+ * loop.  CANCEL must reach it through actor_ctx_yield. */
+static void child_cancel_reaches_a_function_that_streams_without_returning(
+    void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  struct ts_call r, r2;
+  actor *a;
+
+  ts_start(&t);
+  a = ts_spawn(&t, "child", &ex);
+  stream_then_cancel(&t, a, "stream", 1000, &r);
+  assert_string_equal(r.etype, "libactor.Cancelled");
+  /* The actor serves on. */
+  TH_OK(ts_call_ints(a, "seq", NULL, 0, &r2, NULL));
+  ts_wait(&t, &r2.done, 5000);
+  TH_OK(r2.status);
+  assert_int_equal(r2.value, 1);
+  ts_call_fini(&r);
+  ts_call_fini(&r2);
+  ts_finish(&t);
+}
+
+/* STOP reaches it too: the actor ends gracefully (status 0) within the
+ * graceful deadline (1 s here), not by SIGTERM. */
+static void child_stop_reaches_a_function_that_streams_without_returning(
+    void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  struct ts_call r;
+  uint64_t t0;
+  actor *a;
+
+  ts_start(&t);
+  a = ts_spawn(&t, "child", &ex);
+  TH_OK(ts_call_ints(a, "stream", NULL, 0, &r, NULL));
+  wait_items(&t, &r, 1000);
+  t0 = th_now_ms();
+  TH_OK(actor_stop(a));
+  ts_wait(&t, &ex.exited, 10000);
+  print_message("STOP -> exit of a streaming actor: %llu ms\n",
+                (unsigned long long)(th_now_ms() - t0));
+  assert_int_equal(ex.signal, 0);
+  assert_int_equal(ex.status, 0);
+  TH_OK(ex.error);
+  TH_ERR(r.status, ACTOR_ECANCELED);
+  ts_call_fini(&r);
+  ts_finish(&t);
+}
+
+/* CALL and CANCEL leave the parent in one write, so the child reads the
+ * CANCEL before the call exists: it must still be seen. */
+static void child_cancel_sent_with_the_call_reaches_a_streaming_function(
+    void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  struct ts_call r;
+
+  ts_start(&t);
+  stream_then_cancel(&t, ts_spawn(&t, "child", &ex), "stream", 0, &r);
+  ts_call_fini(&r);
+  ts_finish(&t);
+}
+
+/* With a cancel callback: yield says ACTOR_ECANCELED, and the callback
+ * runs after the function returned (never inside it) and answers. */
+static void child_cancel_callback_of_a_streaming_function_runs_after_it(
+    void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  struct ts_call r;
+
+  ts_start(&t);
+  stream_then_cancel(&t, ts_spawn(&t, "child", &ex), "stream_cb", 1000, &r);
+  assert_string_equal(r.emsg, "cb after return");
+  ts_call_fini(&r);
+  ts_finish(&t);
+}
+
+/* What the child reads while a function streams (a CALL, another call's
+ * ITEMs and END) is neither lost nor dispatched inside the function: it
+ * runs after the function returns, in the order it was sent. */
+static void child_input_read_during_a_stream_runs_after_it_in_order(
+    void **state) {
+  enum { NSEQ = 5, NITEMS = 50 };
+  struct ts t;
+  struct ts_exit ex;
+  struct ts_call s, e, q[NSEQ];
+  actor_call *sc, *ec;
+  char b[16];
+  actor *a;
+  int i;
+
+  ts_start(&t);
+  a = ts_spawn(&t, "child", &ex);
+  TH_OK(ts_call_ints(a, "collect", NULL, 0, &e, &ec));
+  TH_OK(ts_call_ints(a, "stream", NULL, 0, &s, &sc));
+  wait_items(&t, &s, 1000);
+  for (i = 1; i <= NITEMS; i++)
+    TH_OK(actor_call_send(ec, b, ts_pack_int(b, sizeof(b), i)));
+  TH_OK(actor_call_end(ec));
+  for (i = 0; i < NSEQ; i++)
+    TH_OK(ts_call_ints(a, "seq", NULL, 0, &q[i], NULL));
+  TH_OK(actor_call_cancel(sc));
+  ts_wait(&t, &s.done, 10000);
+  TH_ERR(s.status, ACTOR_ECANCELED);
+  ts_wait(&t, &e.done, 5000);
+  for (i = 0; i < NSEQ; i++)
+    ts_wait(&t, &q[i].done, 5000);
+  TH_OK(e.status);
+  assert_int_equal(e.value, NITEMS); /* -1 re-entrant, -2 out of order */
+  for (i = 0; i < NSEQ; i++) {
+    TH_OK(q[i].status);
+    assert_int_equal(q[i].value, i + 1);
+  }
+  ts_call_fini(&s);
+  ts_finish(&t);
+}
+
+/* Items of a function that yields slowly without returning reach the
+ * parent while it runs, not when it returns. */
+static void child_items_of_a_long_running_function_are_not_held_back(
+    void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  struct ts_call r;
+  int64_t k = 20;
+  uint64_t t0, first = 0, total;
+  char args[16];
+  size_t alen = ts_pack_int(args, sizeof(args), k);
+  actor *a;
+
+  ts_start(&t);
+  a = ts_spawn(&t, "child", &ex);
+  ts_wait(&t, &ex.hello, 5000);
+  t0 = th_now_ms();
+  ts_call_init(&r);
+  TH_OK(actor_call_start(a, "trickle", args, alen, ts_call_cb, &r, NULL));
+  while (!r.done) {
+    ts_run_for(&t, 2);
+    if (first == 0 && r.nitems > 0)
+      first = th_now_ms() - t0;
+    if (th_now_ms() - t0 > 10000)
+      fail_msg("trickle did not end within 10 s");
+  }
+  total = th_now_ms() - t0;
+  print_message("trickle: first item after %llu ms, DONE after %llu ms\n",
+                (unsigned long long)first, (unsigned long long)total);
+  TH_OK(r.status);
+  assert_int_equal(r.value, k);
+  assert_int_equal(r.nitems, (size_t)k);
+  assert_true(first > 0 && first * 2 < total);
+  ts_call_fini(&r);
   ts_finish(&t);
 }
 
@@ -324,12 +599,133 @@ static void child_free_closes_what_is_left_on_its_owned_loop(void **state) {
   close(sv[0]);
 }
 
+/* ---- oversized input ----------------------------------------------------- */
+
+struct listen {
+  int calls, items, cancels, cancelled_flag, cb_answer, yield_answer;
+};
+static struct listen g_listen;
+
+static void listen_item(actor_ctx *x, const char *d, size_t n, void *arg) {
+  g_listen.items++;
+}
+static void listen_cancel(actor_ctx *x, void *arg) {
+  char nil = (char)0xc0;
+  g_listen.cancels++;
+  g_listen.cancelled_flag = actor_ctx_cancelled(x);
+  g_listen.yield_answer = actor_ctx_yield(x, &nil, 1);
+  g_listen.cb_answer =
+      actor_ctx_error(x, "libactor.Cancelled", "listen cancelled", "");
+}
+static int fn_listen(actor_ctx *x, const char *a, size_t n, void *arg) {
+  g_listen.calls++;
+  actor_ctx_on_item(x, listen_item, NULL);
+  actor_ctx_on_cancel(x, listen_cancel, NULL);
+  return 0;
+}
+
+static int g_want;
+static int listen_told(struct ip *p) { return g_listen.cancels == g_want; }
+static int listen_called(struct ip *p) { return g_listen.calls == g_want; }
+
+/* [4, id, bin 4096]: a well-formed ITEM of 4102 bytes. */
+static void send_big_item(struct ip *p, uint32_t id) {
+  static char big[4096];
+  unsigned char hdr[10];
+  size_t body = 3 + 3 + sizeof(big);
+  hdr[0] = (unsigned char)(body >> 24);
+  hdr[1] = (unsigned char)(body >> 16);
+  hdr[2] = (unsigned char)(body >> 8);
+  hdr[3] = (unsigned char)body;
+  hdr[4] = 0x93;
+  hdr[5] = 0x04;
+  hdr[6] = (unsigned char)id; /* positive fixint */
+  hdr[7] = 0xc5;              /* bin 16 */
+  hdr[8] = (unsigned char)(sizeof(big) >> 8);
+  hdr[9] = (unsigned char)sizeof(big);
+  ip_send_raw(p, hdr, sizeof(hdr));
+  ip_send_raw(p, big, sizeof(big));
+}
+
+static void expect_error(struct ip *p, uint32_t id, const char *type,
+                         const char *msg) {
+  struct actor__msg m;
+  assert_true(ip_next(p, &m));
+  assert_int_equal(m.kind, ACTOR__MSG_ERROR);
+  assert_int_equal(m.id, id);
+  assert_true(m.type.n == strlen(type) && memcmp(m.type.p, type, m.type.n) == 0);
+  if (msg != NULL)
+    assert_true(m.message.n == strlen(msg) &&
+                memcmp(m.message.p, msg, m.message.n) == 0);
+}
+
+static int g_eof;
+static int until_eof(struct ip *p) {
+  if (ip_read(p) == 0)
+    g_eof = 1;
+  return g_eof;
+}
+
+/* A stream item over the maximum frame ends the call (ERROR FrameTooBig)
+ * and the function is told: its cancel callback runs, it sees itself
+ * cancelled, and its own answer is refused with ACTOR_ECANCELED — nothing
+ * more goes out for that call. */
+static void child_oversized_item_tells_the_function_and_refuses_its_answer(
+    void **state) {
+  struct ip p;
+  struct actor__msg m;
+  char nil = (char)0xc0, one = 1;
+
+  ip_open(&p, SOCK_STREAM, "1024");
+  TH_OK(actor_child_register(p.c, "listen", fn_listen, NULL));
+  ip_expect_hello(&p);
+  memset(&g_listen, 0, sizeof(g_listen));
+  /* Read with its CALL, before the call has started. */
+  ip_send(&p, ACTOR__MSG_CALL, 7, "listen", &nil, 1);
+  ip_send(&p, ACTOR__MSG_ITEM, 7, NULL, &one, 1);
+  send_big_item(&p, 7);
+  g_want = 1;
+  ip_run_until(&p, listen_told);
+  assert_int_equal(g_listen.items, 1);
+  assert_true(g_listen.cancelled_flag);
+  TH_ERR(g_listen.yield_answer, ACTOR_ECANCELED);
+  TH_ERR(g_listen.cb_answer, ACTOR_ECANCELED);
+  /* Read while the call is in progress. */
+  ip_send(&p, ACTOR__MSG_CALL, 8, "listen", &nil, 1);
+  g_want = 2;
+  ip_run_until(&p, listen_called);
+  send_big_item(&p, 8);
+  ip_run_until(&p, listen_told);
+  assert_true(g_listen.cancelled_flag);
+  TH_ERR(g_listen.yield_answer, ACTOR_ECANCELED);
+  TH_ERR(g_listen.cb_answer, ACTOR_ECANCELED);
+  /* The actor serves on: a third call, then STOP cancels it. */
+  ip_send(&p, ACTOR__MSG_CALL, 9, "listen", &nil, 1);
+  ip_send(&p, ACTOR__MSG_STOP, 0, NULL, NULL, 0);
+  g_eof = 0;
+  ip_run_until(&p, until_eof);
+  assert_int_equal(g_listen.cancels, 3);
+  TH_OK(g_listen.cb_answer);
+  expect_error(&p, 7, ACTOR__ERRTYPE_TOOBIG, NULL);
+  expect_error(&p, 8, ACTOR__ERRTYPE_TOOBIG, NULL);
+  expect_error(&p, 9, ACTOR__ERRTYPE_CANCELLED, "listen cancelled");
+  assert_false(ip_next(&p, &m)); /* nothing else: the refused answers */
+  ip_close(&p);
+}
+
 static int run_all(void) {
   const struct CMUnitTest tests[] = {
       TH_TEST(child_stop_survives_a_cancel_callback_that_answers_other_calls),
+      TH_TEST(child_cancel_reaches_a_function_that_streams_without_returning),
+      TH_TEST(child_stop_reaches_a_function_that_streams_without_returning),
+      TH_TEST(child_cancel_sent_with_the_call_reaches_a_streaming_function),
+      TH_TEST(child_cancel_callback_of_a_streaming_function_runs_after_it),
+      TH_TEST(child_input_read_during_a_stream_runs_after_it_in_order),
+      TH_TEST(child_items_of_a_long_running_function_are_not_held_back),
       TH_TEST(child_free_does_not_run_an_adopted_loop),
       TH_TEST(child_free_with_calls_in_progress_on_an_adopted_loop),
       TH_TEST(child_free_closes_what_is_left_on_its_owned_loop),
+      TH_TEST(child_oversized_item_tells_the_function_and_refuses_its_answer),
   };
   return cmocka_run_group_tests_name("child", tests, ts_group_setup, NULL);
 }
