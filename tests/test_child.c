@@ -1,6 +1,6 @@
 /* The C child runtime (src/child/child.c): cancellation and stop reaching
- * functions that run long, the order in which input is dispatched,
- * oversized input, stopping and freeing.
+ * functions that run long, the order in which input is dispatched, when
+ * answers leave, oversized input, and freeing.
  *
  * Two kinds of test: through a real parent (the "child" helper, this
  * binary re-run as an actor), and in-process, where the test plays the
@@ -145,6 +145,15 @@ static int fn_collect(actor_ctx *x, const char *a, size_t n, void *arg) {
   return 0;
 }
 
+/* sleep(ms): blocks the loop, then answers ms. */
+static int fn_sleep(actor_ctx *x, const char *a, size_t n, void *arg) {
+  int64_t ms = ts_unpack_int(a, n);
+  if (ms < 0)
+    return actor_ctx_error(x, "TypeError", "sleep takes an int", "");
+  usleep((useconds_t)ms * 1000);
+  return ret_int(x, ms);
+}
+
 static void child_register_all(actor_child *c) {
   actor_child_register(c, "hold", fn_hold, NULL);
   actor_child_register(c, "stream", fn_stream, NULL);
@@ -152,6 +161,7 @@ static void child_register_all(actor_child *c) {
   actor_child_register(c, "trickle", fn_trickle, NULL);
   actor_child_register(c, "seq", fn_seq, NULL);
   actor_child_register(c, "collect", fn_collect, NULL);
+  actor_child_register(c, "sleep", fn_sleep, NULL);
 }
 
 static int helper_child(int argc, char **argv) {
@@ -390,6 +400,52 @@ static void child_items_of_a_long_running_function_are_not_held_back(
   ts_finish(&t);
 }
 
+/* Ten calls to a 200 ms function sent at once: each answer leaves when it
+ * is ready, not when the whole batch is done. */
+static int g_ndone;
+static uint64_t g_t0, g_done_ms[16];
+static void timed_cb(actor_call *c, int ev, int status, const char *d,
+                     size_t n, void *arg) {
+  ts_call_cb(c, ev, status, d, n, arg);
+  if (ev == ACTOR_EV_DONE)
+    g_done_ms[g_ndone++] = th_now_ms() - g_t0;
+}
+
+static void child_answers_do_not_wait_for_other_calls_work(void **state) {
+  enum { N = 10 };
+  struct ts t;
+  struct ts_exit ex;
+  static struct ts_call r[N];
+  char args[16];
+  size_t alen;
+  int64_t ms = 200;
+  actor *a;
+  int i;
+
+  ts_start(&t);
+  a = ts_spawn(&t, "child", &ex);
+  ts_wait(&t, &ex.hello, 5000);
+  alen = ts_pack_int(args, sizeof(args), ms);
+  g_ndone = 0;
+  g_t0 = th_now_ms();
+  for (i = 0; i < N; i++) {
+    ts_call_init(&r[i]);
+    TH_OK(actor_call_start(a, "sleep", args, alen, timed_cb, &r[i], NULL));
+  }
+  for (i = 0; i < N; i++)
+    ts_wait(&t, &r[i].done, 20000);
+  print_message("DONE of 10 x 200 ms calls after (ms):");
+  for (i = 0; i < N; i++)
+    print_message(" %llu", (unsigned long long)g_done_ms[i]);
+  print_message("\n");
+  for (i = 0; i < N; i++)
+    TH_OK(r[i].status);
+  /* Before the fix all ten arrived together at the end. */
+  assert_true(g_done_ms[0] * 2 < g_done_ms[N - 1]);
+  assert_true(g_done_ms[N / 2 - 1] < g_done_ms[N - 1]);
+  ts_finish(&t);
+}
+
 /* ======================================================================== */
 /* In-process: the test plays the parent                                    */
 /* ======================================================================== */
@@ -599,6 +655,73 @@ static void child_free_closes_what_is_left_on_its_owned_loop(void **state) {
   close(sv[0]);
 }
 
+/* ---- when answers leave -------------------------------------------------- */
+
+static int g_got;
+static int answers_read(struct ip *p) {
+  struct actor__msg m;
+  ip_read(p);
+  while (ip_next(p, &m)) {
+    assert_int_equal(m.kind, ACTOR__MSG_RETURN);
+    g_got++;
+  }
+  return 0;
+}
+static int hundred_answers(struct ip *p) {
+  answers_read(p);
+  return g_got == 100;
+}
+static int four_answers(struct ip *p) {
+  answers_read(p);
+  return g_got == 4;
+}
+
+/* A child on SOCK_SEQPACKET, which keeps the child's writes apart so that
+ * the test can count them, sent `n` calls of fn(v) in one write. */
+static void ip_call_batch(struct ip *p, int n, const char *fn, int64_t v) {
+  struct abuf b;
+  char arg[16];
+  size_t alen = ts_pack_int(arg, sizeof(arg), v);
+  int i;
+
+  ip_open(p, SOCK_SEQPACKET, NULL);
+  child_register_all(p->c);
+  ip_expect_hello(p);
+  actor__buf_init(&b);
+  for (i = 1; i <= n; i++)
+    ip_encode(&b, ACTOR__MSG_CALL, (uint32_t)i, fn, arg, alen);
+  ip_send_raw(p, actor__buf_data(&b), b.len);
+  actor__buf_fini(&b);
+  p->packets = 0;
+  g_got = 0;
+}
+
+/* Many quick calls read together are answered together: batching stays
+ * where it costs no latency. */
+static void child_quick_calls_read_together_are_answered_in_few_writes(
+    void **state) {
+  struct ip p;
+
+  ip_call_batch(&p, 100, "seq", 0);
+  ip_run_until(&p, hundred_answers);
+  print_message("100 quick calls in one read: answered in %d write(s)\n",
+                p.packets);
+  assert_true(p.packets <= 10);
+  ip_close(&p);
+}
+
+/* An answer is sent before the next slow call runs, not after it. */
+static void child_answer_is_sent_before_the_next_slow_call_runs(
+    void **state) {
+  struct ip p;
+
+  ip_call_batch(&p, 4, "sleep", 20);
+  ip_run_until(&p, four_answers);
+  print_message("4 calls of 20 ms in one read: %d write(s)\n", p.packets);
+  assert_int_equal(p.packets, 4);
+  ip_close(&p);
+}
+
 /* ---- oversized input ----------------------------------------------------- */
 
 struct listen {
@@ -722,9 +845,12 @@ static int run_all(void) {
       TH_TEST(child_cancel_callback_of_a_streaming_function_runs_after_it),
       TH_TEST(child_input_read_during_a_stream_runs_after_it_in_order),
       TH_TEST(child_items_of_a_long_running_function_are_not_held_back),
+      TH_TEST_T(child_answers_do_not_wait_for_other_calls_work, 60),
       TH_TEST(child_free_does_not_run_an_adopted_loop),
       TH_TEST(child_free_with_calls_in_progress_on_an_adopted_loop),
       TH_TEST(child_free_closes_what_is_left_on_its_owned_loop),
+      TH_TEST(child_quick_calls_read_together_are_answered_in_few_writes),
+      TH_TEST(child_answer_is_sent_before_the_next_slow_call_runs),
       TH_TEST(child_oversized_item_tells_the_function_and_refuses_its_answer),
   };
   return cmocka_run_group_tests_name("child", tests, ts_group_setup, NULL);

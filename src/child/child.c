@@ -25,6 +25,8 @@
  *    so the pump is safe, and what it reads is queued behind the record
  *    being run, never dispatched inside it.  The frame callback notes a
  *    CANCEL or a STOP as it queues it, which is how yield learns of them.
+ *  - Between two records the dispatcher can decide to send what is queued,
+ *    so that an answer does not wait for another call's work.
  *
  * `rq` holds the records being dispatched and `rin` those read since; the
  * two are swapped when `rq` runs empty.  A record's data is therefore never
@@ -66,6 +68,11 @@
  * may pass it).  A CANCEL behind more input than this is seen when the
  * function returns. */
 #define CHILD_DEFER_MAX (1024 * 1024)
+/* A function whose code last ran for less than this is "quick": answers
+ * queued before it may wait for it (batching), for at most CHILD_BATCH_NS
+ * in all.  Before any other user code the queue is sent first. */
+#define CHILD_QUICK_NS (50 * 1000)
+#define CHILD_BATCH_NS (1000 * 1000)
 /* After a burst, record buffers give back memory above this. */
 #define CHILD_KEEP (256 * 1024)
 
@@ -74,6 +81,7 @@ struct child_fn {
   size_t len;
   actor_fn fn;
   void *arg;
+  uint64_t last_ns; /* how long its code last ran; UINT64_MAX: unknown */
 };
 
 struct actor_ctx {
@@ -139,6 +147,7 @@ struct actor_child {
   int broken;    /* a bad frame was read: read no further */
   int stop_seen; /* a STOP was read (perhaps not dispatched yet) */
   uint64_t last_check; /* child__coarse_ns() of the last input check */
+  uint64_t out_since;  /* when queued output was first seen unsent */
   int started;
   int stopping;  /* stop processing scheduled or done */
   int got_stop;  /* the parent asked (vs. went away) */
@@ -261,6 +270,7 @@ int actor_child_register(actor_child *c, const char *name, actor_fn fn,
   f[c->nfns].len = strlen(name);
   f[c->nfns].fn = fn;
   f[c->nfns].arg = arg;
+  f[c->nfns].last_ns = UINT64_MAX;
   c->nfns++;
   return 0;
 }
@@ -280,6 +290,8 @@ static int child__chan_ok(const actor_child *c) {
 static void child__flush(actor_child *c) {
   if (child__chan_ok(c) && c->chan.out.len > 0)
     c->chan.ops->flush(&c->chan);
+  if (c->chan.out.len == 0)
+    c->out_since = 0;
 }
 
 /* Backpressure for every kind of send: past the high-water mark, wait for
@@ -293,6 +305,8 @@ static int child__throttle(actor_child *c) {
   r = c->chan.ops->drain(&c->chan, CHILD_LWM);
   /* The wait may have been long: look at the input at the next yield. */
   c->last_check = 0;
+  if (c->chan.out.len == 0)
+    c->out_since = 0;
   return r;
 }
 
@@ -780,8 +794,7 @@ static void child__on_item(actor_child *c, const struct child_rec *rec,
   ctx__maybe_free(x);
 }
 
-/* The function whose code a record will run, or -1 when it runs none
- * (for a CALL: the function named, found or not). */
+/* The function whose code a record will run, or -1 when it runs none. */
 static long child__rec_fn(const actor_child *c, const struct child_rec *rec,
                           const char *data) {
   actor_ctx *x = NULL;
@@ -892,12 +905,17 @@ static void child__drop_records(actor_child *c, struct abuf *b) {
 static void child__dispatch(actor_child *c) {
   struct child_rec rec;
   const char *data;
+  uint64_t t0, t1;
   long fidx;
   int broken;
 
   if (c->dispatching)
     return;
   c->dispatching = 1;
+  if (c->chan.out.len == 0)
+    c->out_since = 0;
+  else if (c->out_since == 0)
+    c->out_since = uv_hrtime();
   for (;;) {
     if (c->rq.len == 0) {
       struct abuf t;
@@ -910,10 +928,25 @@ static void child__dispatch(actor_child *c) {
     memcpy(&rec, actor__buf_data(&c->rq), sizeof(rec));
     data = actor__buf_data(&c->rq) + sizeof(rec);
     fidx = child__rec_fn(c, &rec, data);
+    t0 = uv_hrtime();
+    /* An answer must not wait for other calls' work: unless the code about
+     * to run is known to be quick (and the batch is young), send what is
+     * queued first. */
+    if (fidx >= 0 && c->chan.out.len > 0 &&
+        (c->fns[fidx].last_ns >= CHILD_QUICK_NS ||
+         t0 - c->out_since >= CHILD_BATCH_NS)) {
+      child__flush(c);
+      t0 = uv_hrtime();
+    }
     c->last_check = child__coarse_ns();
     child__run(c, &rec, data, fidx);
+    t1 = uv_hrtime();
+    if (fidx >= 0)
+      c->fns[fidx].last_ns = t1 - t0;
     broken = rec.kind == CHILD_REC_BROKEN;
     actor__buf_consume(&c->rq, sizeof(rec) + rec.fn_len + rec.pl_len);
+    if (c->chan.out.len > 0 && c->out_since == 0)
+      c->out_since = t1;
     child__throttle(c);
     if (broken) {
       child__drop_records(c, &c->rq);
@@ -925,6 +958,8 @@ static void child__dispatch(actor_child *c) {
   uv_check_stop(&c->disp_check);
   uv_idle_stop(&c->disp_idle);
   c->dispatching = 0;
+  /* The answers leave now rather than at the next iteration's idle. */
+  child__flush(c);
 }
 
 static void child__check_cb(uv_check_t *h) { child__dispatch(h->data); }
