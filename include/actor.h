@@ -469,7 +469,7 @@ ACTOR_EXTERN int actor_ctx_error(actor_ctx *x, const char *type,
  * ACTOR_ECANCELED, sending nothing, once the call is cancelled: by a
  * CANCEL, a STOP (or the parent's end), or an oversized item from the
  * parent.  A function that streams in a loop without returning still sees
- * it: about once a millisecond, yield sends what is queued and reads what
+ * it: every few milliseconds, yield sends what is queued and reads what
  * has arrived (so its items also reach the parent while it runs).  A
  * function without a cancel callback is answered for by the runtime at that
  * moment (libactor.Cancelled); its own answer is then refused.  A cancel
