@@ -455,7 +455,12 @@ ACTOR_EXTERN int actor_subint_fork_probe(int *blocked, char *evidence,
  * call.  The function answers with exactly one of actor_ctx_return or
  * actor_ctx_error — before returning or later, from any callback of the
  * child's loop.  Returning a negative code without having answered makes
- * the runtime answer with that error. */
+ * the runtime answer with that error.
+ *
+ * Input is handled in the order the parent sent it, one message at a time:
+ * functions, item callbacks and cancel callbacks run from the top of the
+ * loop, never inside one another.  What arrives while a function runs
+ * (actor_ctx_yield reads the channel) waits until it has returned. */
 typedef int (*actor_fn)(actor_ctx *x, const char *args, size_t len,
                         void *arg);
 
@@ -473,8 +478,9 @@ ACTOR_EXTERN int actor_child_register(actor_child *c, const char *name,
                                       actor_fn fn, void *arg);
 
 /* Called once when the parent asks the actor to stop or goes away; every
- * call in progress has been told it is cancelled.  Use it to close a
- * runtime of the actor's own (its children) and other handles. */
+ * call in progress has been told it is cancelled (its cancel callback ran,
+ * or the runtime answered for it).  Use it to close a runtime of the
+ * actor's own (its children) and other handles. */
 typedef void (*actor_child_stop_cb)(actor_child *c, void *arg);
 ACTOR_EXTERN void actor_child_on_stop(actor_child *c, actor_child_stop_cb cb,
                                       void *arg);
@@ -486,28 +492,61 @@ ACTOR_EXTERN int actor_child_start(actor_child *c);
 ACTOR_EXTERN int actor_child_run(actor_child *c);
 /* Finish serving on our own initiative (as if STOP had arrived). */
 ACTOR_EXTERN void actor_child_stop(actor_child *c);
-/* Free (the loop too, if owned).  NULL is a no-op. */
+/* Free the child and every context (those a function kept are invalid
+ * from here on).  Not from one of the child's own callbacks.  NULL is a
+ * no-op.
+ *   Adopted loop: the loop is the program's and is not run here.  The
+ *     channel is closed at once; the rest of the memory goes when the
+ *     program next runs the loop (the close callbacks), which it must do
+ *     before uv_loop_close().  After actor_child_run() has returned nothing
+ *     is left open and all of it goes at once.
+ *   Owned loop: the loop is run (without blocking) for the close
+ *     callbacks, then closed and freed.  Handles the program left open on
+ *     it are closed first, their close callbacks running here.  If it still
+ *     cannot close (requests in flight), it is left allocated, with a
+ *     warning in the log, rather than freed under them. */
 ACTOR_EXTERN void actor_child_free(actor_child *c);
 
-/* Answer a call: completes it, and `x` is freed. */
+/* Answer a call: completes it, and `x` is freed.  ACTOR_ECANCELED, sending
+ * nothing, when the runtime has answered already (a cancellation the
+ * function had no callback for, or an oversized item from the parent);
+ * ACTOR_ESTATE when the function answered already.  Like every send of
+ * the child, may block briefly when the parent reads slower than the
+ * actor writes (see actor_ctx_yield). */
 ACTOR_EXTERN int actor_ctx_return(actor_ctx *x, const void *value, size_t len);
 ACTOR_EXTERN int actor_ctx_error(actor_ctx *x, const char *type,
                                  const char *message, const char *traceback);
 /* Stream one item to the parent.  May block briefly when the parent reads
- * slower than the actor writes (backpressure), never without bound while
- * the parent is alive.  ACTOR_ECANCELED once the call is cancelled. */
+ * slower than the actor writes (more than 512 KiB queued: backpressure),
+ * never without bound while the parent is alive.
+ *
+ * ACTOR_ECANCELED, sending nothing, once the call is cancelled: by a
+ * CANCEL, a STOP (or the parent's end), or an oversized item from the
+ * parent.  A function that streams in a loop without returning still sees
+ * it: every few milliseconds, yield sends what is queued and reads what
+ * has arrived (so its items also reach the parent while it runs).  A
+ * function without a cancel callback is answered for by the runtime at that
+ * moment (libactor.Cancelled); its own answer is then refused.  A cancel
+ * callback runs after the function has returned. */
 ACTOR_EXTERN int actor_ctx_yield(actor_ctx *x, const void *item, size_t len);
 /* End the actor's item stream (the parent sees ACTOR_EV_END). */
 ACTOR_EXTERN int actor_ctx_end(actor_ctx *x);
 
 /* Receive the parent's items of a two-way call: data/len per item, then
  * one call with data == NULL when the parent ends its side. Register it
- * before the function returns. */
+ * before the function returns.  Items that arrive while any function runs
+ * are delivered after it returns, in order. */
 typedef void (*actor_item_cb)(actor_ctx *x, const char *data, size_t len,
                               void *arg);
 ACTOR_EXTERN void actor_ctx_on_item(actor_ctx *x, actor_item_cb cb, void *arg);
 
-/* Cancellation: a flag, and an optional callback run when it is set. */
+/* Cancellation: a flag, and an optional callback.  The flag is set when
+ * the child reads the CANCEL (or a STOP), or loses an oversized item of the
+ * call; actor_ctx_cancelled() is then true.  The callback runs once, from
+ * the top of the loop — when the CANCEL's turn comes, at the stop, or for
+ * an oversized item — never inside the function's own code, and only if
+ * the function has not answered yet; it is expected to answer (after an
+ * oversized item the runtime has answered, and its answer is refused). */
 typedef void (*actor_cancel_cb)(actor_ctx *x, void *arg);
 ACTOR_EXTERN void actor_ctx_on_cancel(actor_ctx *x, actor_cancel_cb cb,
                                       void *arg);
