@@ -18,8 +18,9 @@
  * None<->nil, bool<->bool, int<->int (the int64/uint64 range; beyond it an
  * OverflowError), float<->float64, str<->str, bytes/bytearray->bin (bin ->
  * bytes), list/tuple->array (array -> list), dict->map (map -> dict).
- * Anything else is a TypeError naming the type.  Both directions guard
- * their recursion. */
+ * Anything else is a TypeError naming the type.  Both directions accept
+ * values nested up to ACTOR__MAX_DEPTH (512) arrays/maps deep and refuse
+ * deeper ones with a ValueError naming the limit. */
 
 /* Append the encoding of `obj`.  0, or -1 with a Python exception set. */
 int actor__py_pack(msgpack_packer *pk, PyObject *obj);
