@@ -281,7 +281,13 @@ ACTOR_EXTERN int actor_opts_on_output(actor_opts *o, actor_output_cb cb,
  * process) or on "subproc" (in the actor-pyhost program, found through
  * $LIBACTOR_PYHOST or the install path when no program is set).
  * Directories added with actor_opts_add_path are put in front of sys.path.
- * Python actors need libactor-python (see docs/python.md). */
+ * Python actors need libactor-python (see docs/python.md).
+ *
+ * CANCEL (actor_call_cancel) and STOP (actor_stop) reach a Python function
+ * even in a pure-Python loop: libactor_child.Cancelled is raised in the
+ * thread that runs the call at its next bytecode boundary.  A value too
+ * large for a frame fails the call with ACTOR_E2BIG; one nested deeper
+ * than 512 arrays/maps is that call's error (ValueError, ACTOR_EREMOTE). */
 ACTOR_EXTERN int actor_opts_set_entry(actor_opts *o, const char *entry);
 ACTOR_EXTERN int actor_opts_add_path(actor_opts *o, const char *dir);
 /* subint: ACTOR_SUBINT_ISOLATED (own GIL, the default) or

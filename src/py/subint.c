@@ -12,15 +12,18 @@
  * — in a condition variable after a short spin.
  *
  * Teardown, every step bounded, the loop never blocked:
- *   STOP          the actor's serve() returns; the entry ends; the thread
- *                 ends the interpreter and reports through a uv_async.
+ *   STOP          the running call gets libactor_child.Cancelled, even in
+ *                 a busy loop (the inbox's watcher, inbox.c); serve()
+ *                 returns; the entry ends; the thread ends the interpreter
+ *                 and reports through a uv_async.
  *   SIGTERM-like  (after the graceful deadline) interrupt: a short-lived
  *                 thread attaches a thread state of the actor's interpreter
  *                 (waiting for that interpreter's GIL, not ours), injects
  *                 KeyboardInterrupt into the actor thread with
  *                 PyThreadState_SetAsyncExc — which only looks at the
  *                 threads of the *current* interpreter, hence the extra
- *                 thread state — and wakes the actor if it waits for input.
+ *                 thread state — through the inbox (no Cancelled replaces
+ *                 it), which wakes the actor if it waits for input.
  *   SIGKILL-like  the same again.  An exception cannot interrupt a blocking
  *                 C call (time.sleep), so:
  *   abandoned     after the kill deadline the runtime stops waiting: the
@@ -69,6 +72,7 @@ struct subint_shared {
   /* under mu */
   int go, abort_start;
   PyInterpreterState *interp; /* while interrupters may attach */
+  struct actor__py_inbox *ib;  /* published with interp */
   unsigned long tid;
   int ending;
   int interrupters;
@@ -126,7 +130,8 @@ static void thread_finish(struct subint_shared *sh, int status) {
 static void *subint_thread(void *arg) {
   struct subint_shared *sh = arg;
   PyThreadState *main_ts, *ts = NULL;
-  struct actor__py_ep ep;
+  struct actor__py_ep *ep;
+  struct actor__py_inbox *ib;
   struct actor__py_run run;
   PyStatus st;
   int status = 1;
@@ -177,22 +182,37 @@ static void *subint_thread(void *arg) {
     thread_finish(sh, 1);
     return NULL;
   }
-  /* `ts` (ours) is current; main_ts is detached. */
+  /* `ts` (ours) is current; main_ts is detached.  The inbox (and its
+   * endpoint) outlives the run: interrupters use it while they are
+   * counted, and the actor's threads until the interpreter ends. */
+  ep = malloc(sizeof(*ep));
+  ib = NULL;
+  if (ep != NULL) {
+    actor__py_ep_inproc(ep, sh->ip);
+    ib = actor__py_inbox_new(ep, sh->max_frame);
+  }
+  memset(&run, 0, sizeof(run));
   pthread_mutex_lock(&sh->mu);
-  sh->interp = PyThreadState_GetInterpreter(ts);
-  sh->tid = PyThread_get_thread_ident();
+  if (ib != NULL) {
+    sh->interp = PyThreadState_GetInterpreter(ts);
+    sh->tid = PyThread_get_thread_ident();
+    sh->ib = ib;
+  }
   pthread_mutex_unlock(&sh->mu);
 
-  actor__py_ep_inproc(&ep, sh->ip);
-  memset(&run, 0, sizeof(run));
-  run.ep = &ep;
-  run.entry = sh->entry;
-  run.paths = sh->paths;
-  run.name = sh->name;
-  run.backend = "subint";
-  run.max_frame = sh->max_frame;
-  status = actor__py_run_actor(&run);
-  ep.close(&ep); /* EOF for the parent */
+  if (ib == NULL) {
+    snprintf(run.how, sizeof(run.how), "out of memory");
+  } else {
+    run.ep = ep;
+    run.ib = ib;
+    run.entry = sh->entry;
+    run.paths = sh->paths;
+    run.name = sh->name;
+    run.backend = "subint";
+    run.max_frame = sh->max_frame;
+    status = actor__py_run_actor(&run);
+  }
+  actor__inproc_child_close(sh->ip); /* EOF for the parent */
 
   /* No interrupter may be attached when the interpreter ends. */
   Py_BEGIN_ALLOW_THREADS;
@@ -201,6 +221,7 @@ static void *subint_thread(void *arg) {
   while (sh->interrupters > 0)
     pthread_cond_wait(&sh->cv, &sh->mu);
   sh->interp = NULL;
+  sh->ib = NULL;
   pthread_mutex_unlock(&sh->mu);
   Py_END_ALLOW_THREADS;
   /* An interrupt that came too late must not fire during teardown. */
@@ -209,6 +230,10 @@ static void *subint_thread(void *arg) {
   snprintf(sh->how, sizeof(sh->how), "%s", run.how);
   sh->interrupted = run.interrupted;
   Py_EndInterpreter(ts);
+  /* Only now: the actor's threads could send until the interpreter
+   * ended.  One still inside keeps the inbox, and the channel with it. */
+  if (actor__py_inbox_free(ib) == -EBUSY)
+    actor__inproc_ref(sh->ip);
 
   PyEval_RestoreThread(main_ts);
   PyThreadState_Clear(main_ts);
@@ -234,15 +259,14 @@ static void *interrupter_thread(void *arg) {
   if (ts != NULL) {
     PyEval_RestoreThread(ts); /* that interpreter's GIL */
     pthread_mutex_lock(&sh->mu);
-    if (!sh->ending)
-      PyThreadState_SetAsyncExc(tid, PyExc_KeyboardInterrupt);
+    /* Through the inbox: it wins over a Cancelled the inbox injected, and
+     * a child waiting for input returns to Python, where it lands. */
+    if (!sh->ending && sh->ib != NULL)
+      actor__py_inbox_interrupt(sh->ib, tid, PyExc_KeyboardInterrupt);
     pthread_mutex_unlock(&sh->mu);
     PyThreadState_Clear(ts);
     PyThreadState_DeleteCurrent();
   }
-  /* A child waiting for input returns to Python, where the exception
-   * lands. */
-  actor__inproc_wake(sh->ip);
   pthread_mutex_lock(&sh->mu);
   sh->interrupters--;
   pthread_cond_broadcast(&sh->cv);
