@@ -1,7 +1,8 @@
 /* Python actors under stress: what the hardening review found (issue 7)
  * — streaming from many threads, cancelling and stopping busy functions,
- * Ctrl-C across many busy actors, oversized and too-deep values — and the
- * Python layer's own bookkeeping (messages for calls that wait,
+ * Ctrl-C across many busy actors, oversized and too-deep values, kills
+ * before start, a host that holds the GIL, os._exit in an isolated actor —
+ * and the Python layer's own bookkeeping (messages for calls that wait,
  * cancellations racing the end of calls).  subint and subproc alike where
  * both apply.  Actor code: tests/py/pyactors.py. */
 #define _GNU_SOURCE
@@ -9,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <msgpack.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -491,6 +493,148 @@ static void pyactor_return_nested_513_deep_is_the_calls_error(void **state) {
   ts_finish(&t);
 }
 
+/* ---- 13: a kill before the interpreter exists prevents the start --------------- */
+
+struct gil_holder {
+  pthread_t th;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int held, release;
+};
+
+static void *gil_holder_main(void *arg) {
+  struct gil_holder *g = arg;
+  PyGILState_STATE s = PyGILState_Ensure();
+  pthread_mutex_lock(&g->mu);
+  g->held = 1;
+  pthread_cond_broadcast(&g->cv);
+  while (!g->release)
+    pthread_cond_wait(&g->cv, &g->mu);
+  pthread_mutex_unlock(&g->mu);
+  PyGILState_Release(s);
+  return NULL;
+}
+
+/* Another thread takes the main interpreter's GIL, so that a new actor
+ * thread cannot create its interpreter until gil_release(). */
+static void gil_hold(struct gil_holder *g) {
+  memset(g, 0, sizeof(*g));
+  pthread_mutex_init(&g->mu, NULL);
+  pthread_cond_init(&g->cv, NULL);
+  assert_int_equal(pthread_create(&g->th, NULL, gil_holder_main, g), 0);
+  pthread_mutex_lock(&g->mu);
+  while (!g->held)
+    pthread_cond_wait(&g->cv, &g->mu);
+  pthread_mutex_unlock(&g->mu);
+}
+
+static void gil_release(struct gil_holder *g) {
+  pthread_mutex_lock(&g->mu);
+  g->release = 1;
+  pthread_cond_broadcast(&g->cv);
+  pthread_mutex_unlock(&g->mu);
+  pthread_join(g->th, NULL);
+  pthread_mutex_destroy(&g->mu);
+  pthread_cond_destroy(&g->cv);
+}
+
+/* Start CPython (a first actor) so that a test can take the GIL. */
+static void python_started(struct ts *t) {
+  struct ts_exit ex;
+  actor *a = pyh_spawn(t, "pyactors:main", "subint", 0, &ex);
+  stops_cleanly(t, a, &ex);
+}
+
+static void kill_before_start_case(int hard) {
+  struct ts t;
+  struct ts_exit ex;
+  struct ts_call r;
+  struct gil_holder g;
+  int abandoned, threads;
+  actor *a;
+
+  ts_start(&t);
+  python_started(&t);
+  abandoned = actor_subint_abandoned_count();
+  threads = actor_subint_thread_count();
+  gil_hold(&g); /* the actor thread waits to create its interpreter */
+  a = pyh_spawn(&t, "pyactors:main", "subint", ACTOR_SUBINT_ISOLATED, &ex);
+  TH_OK(ts_call_ints(a, "add", NULL, 0, &r, NULL)); /* queued before HELLO */
+  TH_OK(actor_kill(a, hard));
+  ts_run_for(&t, 20);
+  gil_release(&g);
+  ts_wait(&t, &ex.exited, 10000);
+  TH_ERR(ex.hello, ACTOR_EKILLED);
+  TH_ERR(ex.error, ACTOR_EKILLED);
+  assert_non_null(strstr(ex.reason, "killed before it started"));
+  TH_ERR(r.status, ACTOR_ECLOSED);
+  assert_int_equal(actor_subint_abandoned_count(), abandoned);
+  assert_int_equal(actor_subint_thread_count(), threads);
+  /* Beyond every deadline: still not abandoned. */
+  ts_run_for(&t, 100);
+  assert_int_equal(actor_subint_abandoned_count(), abandoned);
+  ts_finish(&t);
+}
+
+static void subint_kill_before_start_prevents_the_start(void **state) {
+  kill_before_start_case(1);
+}
+
+static void subint_term_before_start_prevents_the_start(void **state) {
+  kill_before_start_case(0);
+}
+
+/* ---- 22: a host that holds the GIL is refused at spawn --------------------------- */
+
+static void subint_spawn_refused_while_the_caller_holds_the_gil(void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  PyGILState_STATE g;
+  actor_opts *o;
+  actor *a = NULL;
+
+  ts_start(&t);
+  python_started(&t);
+  g = PyGILState_Ensure();
+  o = pyh_opts("pyactors:main", "subint", ACTOR_SUBINT_ISOLATED, 1);
+  TH_ERR(actor_spawn(t.rt, o, &a), ACTOR_ESTATE);
+  assert_null(a);
+  assert_non_null(strstr(actor_rt_errmsg(t.rt), "GIL"));
+  PyGILState_Release(g);
+  /* Released: the same spawn works. */
+  a = pyh_spawn_opts(&t, o, &ex);
+  still_serves(&t, a);
+  stops_cleanly(&t, a, &ex);
+  ts_finish(&t);
+}
+
+/* ---- 20: os._exit in an isolated actor ends the actor, not the host --------------- */
+
+static void subint_isolated_os_exit_raises_in_the_actor(void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  struct ts_call r;
+  int64_t st = 7;
+  actor *a;
+
+  ts_start(&t);
+  a = pyh_spawn(&t, "pyactors:main", "subint", ACTOR_SUBINT_ISOLATED, &ex);
+  call_wait(&t, a, "exit_raises", &st, 1, &r, 10000);
+  TH_OK(r.status);
+  assert_string_equal(r.str, "raised SystemExit(7)");
+  call_wait(&t, a, "abort_raises", NULL, 0, &r, 10000);
+  TH_OK(r.status);
+  assert_non_null(strstr(r.str, "os.abort()"));
+  /* Unhandled, it ends the actor with that status — as os._exit(7) ends
+   * a subproc actor — and this process lives on. */
+  TH_OK(ts_call_ints(a, "hard_exit", &st, 1, &r, NULL));
+  ts_wait(&t, &ex.exited, 10000);
+  TH_ERR(r.status, ACTOR_ECLOSED);
+  assert_int_equal(ex.status, 7);
+  assert_non_null(strstr(ex.reason, "sys.exit(7)"));
+  ts_finish(&t);
+}
+
 /* ---- the Python layer's bookkeeping ------------------------------------------------ */
 
 /* A duplex call whose items were sent while another call streamed: they
@@ -588,6 +732,10 @@ static int run_all(void) {
       TH_TEST(pyactor_oversized_return_is_e2big_on_subint),
       TH_TEST(pyactor_oversized_return_is_e2big_on_subproc),
       TH_TEST(pyactor_return_nested_513_deep_is_the_calls_error),
+      TH_TEST(subint_kill_before_start_prevents_the_start),
+      TH_TEST(subint_term_before_start_prevents_the_start),
+      TH_TEST(subint_spawn_refused_while_the_caller_holds_the_gil),
+      TH_TEST(subint_isolated_os_exit_raises_in_the_actor),
       TH_TEST(pyactor_items_for_a_call_that_waits_are_kept_on_subint),
       TH_TEST(pyactor_items_for_a_call_that_waits_are_kept_on_subproc),
       TH_TEST(pyactor_cancel_of_a_call_that_waits_is_kept),

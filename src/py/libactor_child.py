@@ -72,6 +72,29 @@ Cancelled = _libactor.Cancelled
 FrameTooBig = _libactor.FrameTooBig
 
 
+def _guard_process_exits():
+    """In an isolated sub-interpreter the process is the host's: os._exit()
+    and os.abort() would end the parent.  They end the actor instead (the
+    same exit status as on subproc for os._exit).  Fork is refused in such
+    an interpreter, so no forked child depends on the real ones."""
+    import os
+    import posix
+
+    def _exit(status):
+        raise SystemExit(status)
+
+    def abort():
+        raise SystemExit("os.abort() called in a sub-interpreter actor")
+
+    for m in (os, posix):
+        m._exit = _exit
+        m.abort = abort
+
+
+if _libactor.guard_exits:
+    _guard_process_exits()
+
+
 def _wait(cid):
     """The next message of the main queue (cid 0) or of call `cid`."""
     while True:

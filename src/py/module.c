@@ -589,6 +589,7 @@ static PyObject *make_raw_module(struct actor__py_run *run) {
   if (PyModule_AddStringConstant(m, "name", run->name) ||
       PyModule_AddStringConstant(m, "backend", run->backend) ||
       PyModule_AddIntConstant(m, "max_frame", (long)run->max_frame) ||
+      PyModule_AddIntConstant(m, "guard_exits", run->guard_exits) ||
       set_module("_libactor", m)) {
     Py_DECREF(m);
     return NULL;
@@ -596,7 +597,8 @@ static PyObject *make_raw_module(struct actor__py_run *run) {
   return m;
 }
 
-/* _libactor, then libactor_child.  The raw module is returned (a new reference): the runner keeps it, so its
+/* _libactor, then libactor_child (which guards os._exit if asked).  The
+ * raw module is returned (a new reference): the runner keeps it, so its
  * state outlives anything actor code does to sys.modules. */
 static PyObject *install_modules(struct actor__py_run *run) {
   PyObject *raw, *code, *mod;

@@ -192,7 +192,11 @@ void actor__py_inbox_wake(struct actor__py_inbox *ib, unsigned long tid);
  * `how` (e.g. "entry raised ValueError: bad").  *interrupted is set when
  * the entry ended in the KeyboardInterrupt the runtime injects.  The
  * caller frees `ib` (and with it `ep`, its endpoint) only after the
- * interpreter has ended: threads of the actor may send until then. */
+ * interpreter has ended: threads of the actor may send until then.
+ *
+ * guard_exits: os._exit() and os.abort() raise SystemExit instead of
+ * ending the process (an isolated sub-interpreter: the process is the
+ * host's; see docs/backends.md). */
 struct actor__py_run {
   struct actor__py_ep *ep;
   struct actor__py_inbox *ib;
@@ -201,6 +205,7 @@ struct actor__py_run {
   const char *name;
   const char *backend;
   size_t max_frame;
+  int guard_exits;
   char how[256];
   int interrupted;
 };

@@ -71,6 +71,7 @@ struct subint_shared {
   int mode;
   /* under mu */
   int go, abort_start;
+  int killed; /* a kill came before the interpreter existed */
   PyInterpreterState *interp; /* while interrupters may attach */
   struct actor__py_inbox *ib;  /* published with interp */
   unsigned long tid;
@@ -134,14 +135,17 @@ static void *subint_thread(void *arg) {
   struct actor__py_inbox *ib;
   struct actor__py_run run;
   PyStatus st;
-  int status = 1;
+  int status = 1, killed;
 
   pthread_mutex_lock(&sh->mu);
   while (!sh->go)
     pthread_cond_wait(&sh->cv, &sh->mu);
+  killed = sh->killed;
   pthread_mutex_unlock(&sh->mu);
-  if (sh->abort_start) {
-    snprintf(sh->how, sizeof(sh->how), "never started");
+  if (sh->abort_start || killed) {
+    snprintf(sh->how, sizeof(sh->how),
+             killed ? "killed before it started" : "never started");
+    actor__inproc_child_close(sh->ip);
     thread_finish(sh, 1);
     return NULL;
   }
@@ -193,15 +197,20 @@ static void *subint_thread(void *arg) {
   }
   memset(&run, 0, sizeof(run));
   pthread_mutex_lock(&sh->mu);
-  if (ib != NULL) {
+  /* A kill that came while the interpreter was being made: the actor
+   * never starts (no HELLO; its calls fail), as a process killed before
+   * it ran. */
+  killed = sh->killed;
+  if (!killed && ib != NULL) {
     sh->interp = PyThreadState_GetInterpreter(ts);
     sh->tid = PyThread_get_thread_ident();
     sh->ib = ib;
   }
   pthread_mutex_unlock(&sh->mu);
 
-  if (ib == NULL) {
-    snprintf(run.how, sizeof(run.how), "out of memory");
+  if (killed || ib == NULL) {
+    snprintf(run.how, sizeof(run.how), "%s",
+             killed ? "killed before it started" : "out of memory");
   } else {
     run.ep = ep;
     run.ib = ib;
@@ -210,6 +219,9 @@ static void *subint_thread(void *arg) {
     run.name = sh->name;
     run.backend = "subint";
     run.max_frame = sh->max_frame;
+    /* The process is the host's: os._exit() must not end it.  Legacy
+     * interpreters may fork, and a forked child needs the real one. */
+    run.guard_exits = sh->mode == ACTOR_SUBINT_ISOLATED;
     status = actor__py_run_actor(&run);
   }
   actor__inproc_child_close(sh->ip); /* EOF for the parent */
@@ -286,10 +298,15 @@ static int subint_signal(void *st, int how) {
   if (sh == NULL)
     return -ESRCH;
   pthread_mutex_lock(&sh->mu);
-  if (sh->ending || sh->finished || sh->interp == NULL) {
+  if (sh->finished || sh->ending || sh->interp == NULL) {
+    /* Decided under the mutex (the thread may finish at any moment).  No
+     * interpreter yet: the thread has not started the actor, and now
+     * never will. */
+    r = sh->finished ? -ESRCH : 0;
+    if (!sh->finished && !sh->ending)
+      sh->killed = 1;
     pthread_mutex_unlock(&sh->mu);
-    actor__inproc_wake(sh->ip);
-    return sh->finished ? -ESRCH : 0;
+    return r;
   }
   sh->interrupters++;
   atomic_fetch_add(&sh->refs, 1);
@@ -359,7 +376,9 @@ static void subint_close(void *st) {
   if (sh != NULL) {
     pthread_mutex_lock(&sh->mu);
     finished = sh->finished;
-    aborted = sh->abort_start;
+    /* A start aborted or killed before the actor ran ends by itself,
+     * promptly: not abandoned, even if the runtime stops waiting first. */
+    aborted = sh->abort_start || sh->killed;
     sh->done = NULL; /* the thread must not touch the handle from now on */
     pthread_mutex_unlock(&sh->mu);
   }
@@ -373,7 +392,7 @@ static void subint_close(void *st) {
       /* The runtime gave up on it (abandoned).  It keeps its reference to
        * the shared block and frees it if it ever finishes. */
       pthread_detach(si->thread);
-      if (!aborted) /* an aborted start ends by itself, promptly */
+      if (!aborted)
         atomic_fetch_add(&abandoned_threads, 1);
     }
   }
@@ -412,6 +431,19 @@ static int subint_start(void *st, actor *a, const actor_opts *o) {
   int r;
 
   si->a = a;
+  /* A C host that holds the GIL while it runs the loop would starve every
+   * actor thread (each must take the main interpreter's GIL to create its
+   * interpreter), until the actors are abandoned.  PyGILState_Check()
+   * cannot tell (it answers 1 once any sub-interpreter exists); an
+   * attached thread state on this thread can. */
+  if (Py_IsInitialized() && PyThreadState_GetUnchecked() != NULL) {
+    actor__seterr(a->rt,
+                  "subint: the calling thread holds a Python thread state "
+                  "(the GIL): release it while the loop runs "
+                  "(PyEval_SaveThread() or Py_BEGIN_ALLOW_THREADS), or no "
+                  "subint actor can start");
+    return ACTOR_ESTATE;
+  }
   r = actor__py_ensure(&why);
   if (r) {
     actor__seterr(a->rt, "subint: %s", why);

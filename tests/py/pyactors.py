@@ -154,11 +154,36 @@ def depth_of(v):
     return d
 
 
+def hard_exit(status):
+    os._exit(status)
+
+
+def exit_raises(status):
+    try:
+        os._exit(status)
+    except SystemExit as e:
+        import posix
+        try:
+            posix._exit(status)
+        except SystemExit:
+            pass
+        return "raised SystemExit(%r)" % (e.code,)
+    return "returned"
+
+
+def abort_raises():
+    try:
+        os.abort()
+    except SystemExit as e:
+        return str(e.code)
+    return "returned"
+
+
 FUNCTIONS = {f.__name__: f for f in (
     add, count, echo, fail, identity, big_int, a_set, single_phase, info,
     spin, nap, spin_stubborn, spin_then_return, spin_after_item,
     busy, threads_send, threads_and_yield, big_return,
-    big_item, nested, depth_of)}
+    big_item, nested, depth_of, hard_exit, exit_raises, abort_raises)}
 
 
 def main():
