@@ -127,10 +127,10 @@ static void cancel_case(const char *backend, int mode) {
 
   ts_start(&t);
   a = pyh_spawn(&t, "pyactors:main", backend, mode, &ex);
+  still_serves(&t, a); /* serving: what follows times the cancel alone */
 
   /* A pure-Python loop. */
   TH_OK(ts_call_ints(a, "spin", NULL, 0, &r, &c));
-  ts_wait(&t, &ex.hello, 10000);
   ts_run_for(&t, 200);
   t0 = th_now_ms();
   TH_OK(actor_call_cancel(c));
@@ -187,8 +187,8 @@ static void stop_case(const char *backend, int mode) {
 
   ts_start(&t);
   a = pyh_spawn_opts(&t, pyh_opts("pyactors:main", backend, mode, 0), &ex);
+  still_serves(&t, a);
   TH_OK(ts_call_ints(a, "spin", NULL, 0, &r, NULL));
-  ts_wait(&t, &ex.hello, 10000);
   ts_run_for(&t, 200);
   t0 = th_now_ms();
   TH_OK(actor_stop(a));
@@ -319,7 +319,7 @@ static int helper_busy_host(int argc, char **argv) {
   uv_timer_t tm;
   actor_opts *o;
   actor *a[BUSY_N];
-  int i, hellos = 0, waited = 0, tasks0 = task_count();
+  int i, serving = 0, waited = 0, tasks0 = task_count();
 
   (void)argc;
   uv_loop_init(&loop);
@@ -339,14 +339,18 @@ static int helper_busy_host(int argc, char **argv) {
     if (actor_spawn(g_rt, o, &a[i]))
       return 3;
     actor_opts_free(o);
-    if (ts_call_ints(a[i], "spin", NULL, 0, &r[i], NULL))
+    /* A first call: answered once the actor serves. */
+    if (ts_call_ints(a[i], "info", NULL, 0, &r[i], NULL))
       return 4;
   }
-  while (hellos < BUSY_N) {
+  while (serving < BUSY_N) {
     uv_run(&loop, UV_RUN_ONCE);
-    for (hellos = 0, i = 0; i < BUSY_N; i++)
-      hellos += ex[i].hello == 1;
+    for (serving = 0, i = 0; i < BUSY_N; i++)
+      serving += r[i].done && r[i].status == 0;
   }
+  for (i = 0; i < BUSY_N; i++)
+    if (ts_call_ints(a[i], "spin", NULL, 0, &r[i], NULL))
+      return 4;
   /* Let the calls start (and outlast the watchers' grace period). */
   uv_timer_init(&loop, &tm);
   tm.data = &waited;
@@ -460,6 +464,67 @@ static void too_big_case(const char *backend) {
   TH_ERR(r.status, ACTOR_E2BIG);
   assert_int_equal(r.nitems, 1);
   ts_call_fini(&r);
+  still_serves(&t, a);
+  stops_cleanly(&t, a, &ex);
+  ts_finish(&t);
+}
+
+/* An error too big for a frame loses its traceback, then the end of its
+ * message — cut where a character starts, so the parent gets UTF-8. */
+struct errmsg {
+  int done, status;
+  size_t len;
+  int utf8_ok;
+};
+
+static int valid_utf8(const unsigned char *p, size_t n) {
+  size_t i = 0, k;
+  while (i < n) {
+    unsigned char c = p[i++];
+    if (c < 0x80)
+      continue;
+    k = (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : 0;
+    if (k == 0 || n - i < k)
+      return 0;
+    for (; k > 0; k--, i++)
+      if ((p[i] & 0xc0) != 0x80)
+        return 0;
+  }
+  return 1;
+}
+
+static void errmsg_cb(actor_call *c, int ev, int status, const char *d,
+                      size_t n, void *arg) {
+  struct errmsg *e = arg;
+  const char *m;
+  if (ev != ACTOR_EV_DONE)
+    return;
+  m = actor_call_error_message(c);
+  e->done = 1;
+  e->status = status;
+  e->len = strlen(m);
+  e->utf8_ok = valid_utf8((const unsigned char *)m, e->len);
+}
+
+static void pyactor_huge_error_is_cut_at_a_character_boundary(void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  struct errmsg e;
+  char args[16];
+  size_t n;
+  actor *a;
+
+  ts_start(&t);
+  TH_OK(actor_rt_set_max_frame(t.rt, 64 * 1024));
+  a = pyh_spawn(&t, "pyactors:main", "subint", ACTOR_SUBINT_ISOLATED, &ex);
+  args[0] = (char)0x91; /* [40000] */
+  n = 1 + ts_pack_int(args + 1, sizeof(args) - 1, 40000);
+  memset(&e, 0, sizeof(e));
+  TH_OK(actor_call_start(a, "fail_long", args, n, errmsg_cb, &e, NULL));
+  ts_wait(&t, &e.done, 10000);
+  TH_ERR(e.status, ACTOR_EREMOTE);
+  assert_true(e.len > 30000 && e.len <= 32 * 1024);
+  assert_true(e.utf8_ok);
   still_serves(&t, a);
   stops_cleanly(&t, a, &ex);
   ts_finish(&t);
@@ -731,6 +796,7 @@ static int run_all(void) {
       TH_TEST_T(pyactor_sigint_ends_20_busy_subproc_actors_quickly, 120),
       TH_TEST(pyactor_oversized_return_is_e2big_on_subint),
       TH_TEST(pyactor_oversized_return_is_e2big_on_subproc),
+      TH_TEST(pyactor_huge_error_is_cut_at_a_character_boundary),
       TH_TEST(pyactor_return_nested_513_deep_is_the_calls_error),
       TH_TEST(subint_kill_before_start_prevents_the_start),
       TH_TEST(subint_term_before_start_prevents_the_start),

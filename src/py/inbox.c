@@ -523,6 +523,22 @@ void actor__py_inbox_wake(struct actor__py_inbox *ib, unsigned long tid) {
     ib->ep->wake(ib->ep); /* the target may be the one reading */
 }
 
+static struct callq *take_queue(struct actor__py_inbox *ib, uint32_t cid) {
+  struct callq *q = actor__idmap_del(&ib->calls, cid);
+  struct actor__py_msg *m;
+  if (q != NULL)
+    for (m = q->head; m != NULL; m = m->next)
+      ib->queued -= m->size;
+  return q;
+}
+
+static void free_queue(struct callq *q) {
+  if (q != NULL) {
+    free_list(q->head);
+    free(q);
+  }
+}
+
 /* ---- the running call ----------------------------------------------------------- */
 
 int actor__py_inbox_begin(struct actor__py_inbox *ib, uint32_t cid,
@@ -535,12 +551,13 @@ int actor__py_inbox_begin(struct actor__py_inbox *ib, uint32_t cid,
   q = actor__idmap_get(&ib->calls, cid);
   if (ib->run_id != 0) {
     r = ACTOR_ESTATE;
-  } else if (ib->stop_seen) {
-    *stopping = 1;
+  } else if (ib->stop_seen || (q != NULL && q->cancelled)) {
+    /* Refused: the call is over before it began. */
+    *stopping = ib->stop_seen;
     r = ACTOR_ECANCELED;
-  } else if (q != NULL && q->cancelled) {
-    r = ACTOR_ECANCELED;
+    q = take_queue(ib, cid);
   } else {
+    q = NULL;
     ib->run_id = cid;
     ib->run_tid = self_tid();
     ib->run_gen++;
@@ -551,10 +568,13 @@ int actor__py_inbox_begin(struct actor__py_inbox *ib, uint32_t cid,
       pthread_cond_signal(&ib->wcv);
   }
   pthread_mutex_unlock(&ib->mu);
+  if (r == ACTOR_ECANCELED)
+    free_queue(q);
   return r;
 }
 
 void actor__py_inbox_end(struct actor__py_inbox *ib) {
+  struct callq *q;
   int wr;
   pthread_mutex_lock(&ib->mu);
   /* Still in C, right after the function returned: nothing ran since, so
@@ -562,12 +582,14 @@ void actor__py_inbox_end(struct actor__py_inbox *ib) {
    * serve() could see it.  The runtime's interrupt stays. */
   if (ib->fired && !ib->killed)
     PyThreadState_SetAsyncExc(ib->run_tid, NULL);
+  q = take_queue(ib, ib->run_id); /* its input is of no use any more */
   ib->run_id = 0;
   ib->run_gen++;
   ib->fired = 0;
   ib->inj_gen = 0;
   wr = ib->watcher_reading;
   pthread_mutex_unlock(&ib->mu);
+  free_queue(q);
   if (wr)
     ib->ep->wake(ib->ep); /* give the token back: serve() reads next */
 }
@@ -597,17 +619,10 @@ void actor__py_inbox_interrupt(struct actor__py_inbox *ib, unsigned long tid,
 
 void actor__py_inbox_forget(struct actor__py_inbox *ib, uint32_t cid) {
   struct callq *q;
-  struct actor__py_msg *m;
   pthread_mutex_lock(&ib->mu);
-  q = actor__idmap_del(&ib->calls, cid);
-  if (q != NULL)
-    for (m = q->head; m != NULL; m = m->next)
-      ib->queued -= m->size;
+  q = take_queue(ib, cid);
   pthread_mutex_unlock(&ib->mu);
-  if (q != NULL) {
-    free_list(q->head);
-    free(q);
-  }
+  free_queue(q);
 }
 
 int actor__py_inbox_stopping(struct actor__py_inbox *ib) {
@@ -719,6 +734,7 @@ int actor__py_inbox_start(struct actor__py_inbox *ib, PyObject *cancelled) {
 }
 
 void actor__py_inbox_stop(struct actor__py_inbox *ib) {
+  PyObject *c;
   int wr;
   pthread_mutex_lock(&ib->mu);
   ib->quit = 1;
@@ -736,5 +752,9 @@ void actor__py_inbox_stop(struct actor__py_inbox *ib) {
     pthread_join(ib->watcher, NULL);
     Py_END_ALLOW_THREADS;
   }
-  Py_CLEAR(ib->cancelled);
+  pthread_mutex_lock(&ib->mu); /* _inject reads it under mu */
+  c = ib->cancelled;
+  ib->cancelled = NULL;
+  pthread_mutex_unlock(&ib->mu);
+  Py_XDECREF(c);
 }

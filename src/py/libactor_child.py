@@ -193,35 +193,35 @@ def _invoke(cid, fn, pos, kw, duplex):
 
 
 def _run(functions, cid, fname, args):
-    try:
-        fn = functions.get(fname)
-        if fn is None:
-            _libactor.send_error(cid, "libactor.NoSuchFunction",
-                                 "actor %r has no function %r" % (name, fname), "")
-            return
-        if isinstance(args, BaseException):  # arguments that did not convert
-            _libactor.send_error(cid, _errtype(args), str(args), "")
-            return
-        pos, kw = (), {}
-        if isinstance(args, list):
-            pos = args
-        elif isinstance(args, dict):
-            kw = args
-        elif args is not None:
-            pos = (args,)
-        duplex = getattr(fn, "_libactor_duplex", False)
-        try:
-            # Cancelled can be injected only inside this call (inbox.c).
-            result = _libactor.call(cid, _invoke, cid, fn, pos, kw, duplex)
-            _libactor.send_return(cid, result)
-        except (Cancelled, FrameTooBig) as e:
-            _fail(cid, e, False)
-        except (KeyboardInterrupt, SystemExit, EOFError):
-            raise  # the runtime's interrupt, an exit, or the parent is gone
-        except BaseException as e:
-            _fail(cid, e, True)
-    finally:
+    fn = functions.get(fname)
+    if fn is None:
         _libactor.forget(cid)
+        _libactor.send_error(cid, "libactor.NoSuchFunction",
+                             "actor %r has no function %r" % (name, fname), "")
+        return
+    if isinstance(args, BaseException):  # arguments that did not convert
+        _libactor.forget(cid)
+        _libactor.send_error(cid, _errtype(args), str(args), "")
+        return
+    pos, kw = (), {}
+    if isinstance(args, list):
+        pos = args
+    elif isinstance(args, dict):
+        kw = args
+    elif args is not None:
+        pos = (args,)
+    duplex = getattr(fn, "_libactor_duplex", False)
+    try:
+        # Cancelled can be injected only inside this call (inbox.c), which
+        # also drops the call's input queue when it ends.
+        result = _libactor.call(cid, _invoke, cid, fn, pos, kw, duplex)
+        _libactor.send_return(cid, result)
+    except (Cancelled, FrameTooBig) as e:
+        _fail(cid, e, False)
+    except (KeyboardInterrupt, SystemExit, EOFError):
+        raise  # the runtime's interrupt, an exit, or the parent is gone
+    except BaseException as e:
+        _fail(cid, e, True)
 
 
 def serve(functions):

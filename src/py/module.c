@@ -278,6 +278,17 @@ static PyObject *mod_send_end(PyObject *m, PyObject *idobj) {
   Py_RETURN_NONE;
 }
 
+/* The length of the longest prefix of UTF-8 [p, p+n) that is at most
+ * `max` bytes and does not end inside a character. */
+static size_t utf8_cut(const char *p, size_t n, size_t max) {
+  if (n <= max)
+    return n;
+  n = max;
+  while (n > 0 && ((unsigned char)p[n] & 0xc0) == 0x80)
+    n--; /* p[n] continues a character: cut before its start */
+  return n;
+}
+
 static PyObject *mod_send_error(PyObject *m, PyObject *const *args,
                                 Py_ssize_t n) {
   modstate *st = mod_state(m);
@@ -314,12 +325,11 @@ static PyObject *mod_send_error(PyObject *m, PyObject *const *args,
     return PyErr_NoMemory();
   r = actor__msg_encode(&b->out, &msg, st->max_frame);
   if (r == ACTOR_E2BIG) {
-    /* An error must get through: cut the traceback, then the message. */
+    /* An error must get through: cut the traceback, then the message —
+     * at a character boundary, so that what arrives is still UTF-8. */
     msg.traceback.n = 0;
-    if (msg.type.n > 256)
-      msg.type.n = 256;
-    if (msg.message.n > st->max_frame / 2)
-      msg.message.n = st->max_frame / 2;
+    msg.type.n = utf8_cut(msg.type.p, msg.type.n, 256);
+    msg.message.n = utf8_cut(msg.message.p, msg.message.n, st->max_frame / 2);
     r = actor__msg_encode(&b->out, &msg, st->max_frame);
   }
   if (r) {
@@ -409,6 +419,10 @@ static PyObject *mod_recv(PyObject *m, PyObject *const *args, Py_ssize_t n) {
     double t = PyFloat_AsDouble(args[0]);
     if (t == -1.0 && PyErr_Occurred())
       return NULL;
+    if (t != t) {
+      PyErr_SetString(PyExc_ValueError, "recv: the timeout is NaN");
+      return NULL;
+    }
     tms = t <= 0 ? 0 : t > 86400 ? 86400000 : (int)(t * 1000);
   }
   if (n == 2) {
@@ -466,7 +480,8 @@ static PyObject *mod_pending(PyObject *m, PyObject *unused) {
 /* call(id, f, *args) -> f(*args) as call `id`.  While it runs, a CANCEL
  * of the call or a STOP raises Cancelled in this thread at the next
  * bytecode boundary (inbox.c).  A call cancelled before it starts, or when
- * the actor is stopping, raises Cancelled without running. */
+ * the actor is stopping, raises Cancelled without running.  Either way the
+ * call's input queue is gone afterwards. */
 static PyObject *mod_call(PyObject *m, PyObject *const *args, Py_ssize_t n) {
   modstate *st = mod_state(m);
   PyObject *res;
@@ -496,7 +511,8 @@ static PyObject *mod_call(PyObject *m, PyObject *const *args, Py_ssize_t n) {
   return res;
 }
 
-/* forget(id): call `id` is answered; its queue goes. */
+/* forget(id): call `id` is answered without running; its queue goes
+ * (call() drops it itself). */
 static PyObject *mod_forget(PyObject *m, PyObject *idobj) {
   modstate *st = mod_state(m);
   uint32_t id;

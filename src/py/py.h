@@ -164,12 +164,13 @@ void actor__py_inbox_inject(struct actor__py_inbox *ib);
 
 /* The call `cid` starts running on the calling thread (GIL held): 0, or
  * ACTOR_ECANCELED (it was cancelled, or the actor is stopping: *stopping
- * says which; it must not run), or ACTOR_ESTATE (a call is running). */
+ * says which; it must not run, and its queue is gone), or ACTOR_ESTATE (a
+ * call is running). */
 int actor__py_inbox_begin(struct actor__py_inbox *ib, uint32_t cid,
                           int *stopping);
-/* The running call has ended (same thread, GIL held). */
+/* The running call has ended (same thread, GIL held); its queue goes. */
 void actor__py_inbox_end(struct actor__py_inbox *ib);
-/* Call `cid` is answered: drop its queue and what is left in it. */
+/* Call `cid` is answered without running: drop its queue. */
 void actor__py_inbox_forget(struct actor__py_inbox *ib, uint32_t cid);
 /* STOP (or EOF) seen? */
 int actor__py_inbox_stopping(struct actor__py_inbox *ib);

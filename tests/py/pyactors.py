@@ -154,6 +154,12 @@ def depth_of(v):
     return d
 
 
+def fail_long(n):
+    """An error whose message is n two-byte characters after one ASCII one
+    (so that half a frame ends inside a character)."""
+    raise ValueError("x" + "\u00e9" * n)
+
+
 def hard_exit(status):
     os._exit(status)
 
@@ -183,7 +189,8 @@ FUNCTIONS = {f.__name__: f for f in (
     add, count, echo, fail, identity, big_int, a_set, single_phase, info,
     spin, nap, spin_stubborn, spin_then_return, spin_after_item,
     busy, threads_send, threads_and_yield, big_return,
-    big_item, nested, depth_of, hard_exit, exit_raises, abort_raises)}
+    big_item, nested, depth_of, fail_long, hard_exit, exit_raises,
+    abort_raises)}
 
 
 def main():
