@@ -150,6 +150,22 @@ static void cancel_case(const char *backend, int mode) {
   TH_ERR(r.status, ACTOR_ECANCELED);
   ts_call_fini(&r);
 
+  /* A duplex call that read its input, then computes: the watcher takes
+   * over from it. */
+  ts_call_init(&r);
+  TH_OK(actor_call_start(a, "echo_then_spin", NULL, 0, ts_call_cb, &r, &c));
+  {
+    char b[16];
+    TH_OK(actor_call_send(c, b, ts_pack_int(b, sizeof(b), 5)));
+  }
+  while (r.nitems == 0 && !r.done)
+    uv_run(&t.loop, UV_RUN_ONCE);
+  ts_run_for(&t, 50);
+  TH_OK(actor_call_cancel(c));
+  ts_wait(&t, &r.done, 10000);
+  TH_ERR(r.status, ACTOR_ECANCELED);
+  ts_call_fini(&r);
+
   /* A function may catch it and answer anyway. */
   TH_OK(ts_call_ints(a, "spin_then_return", NULL, 0, &r, &c));
   ts_run_for(&t, 50);

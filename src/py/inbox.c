@@ -45,7 +45,11 @@
 
 /* The watcher reads in slices, to look at the state between them; an end
  * of call or a stop wakes it at once anyway. */
-#define WATCH_READ_MS 20
+#define WATCH_READ_MS 100
+/* While the running call reads its own input (it is not busy then), or
+ * the inbox is full, the watcher looks again this often: the delay before
+ * it takes over from a call that stops reading and computes. */
+#define WATCH_RECHECK_MS 100
 #define WATCH_STACK (256 * 1024)
 
 enum { F_CANCEL = 1, F_STOP = 2 };
@@ -673,14 +677,18 @@ static void *watcher_main(void *arg) {
       continue;
     }
     seen = ib->begins;
+    if (ib->eof) {
+      /* Nothing more will come (and the call was told): sleep until the
+       * stop, even if the call never ends (an actor abandoned in C). */
+      pthread_cond_wait(&ib->wcv, &ib->mu);
+      continue;
+    }
     due_at = ib->run_start_ns + ACTOR__PY_WATCH_GRACE_MS * 1000000ull;
-    if (now < due_at || ib->reading || ib->eof ||
-        ib->queued >= ib->limit) {
-      /* Not yet; or the call reads for itself; or nothing will come; or
-       * enough waits already (the parent then feels backpressure, and a
-       * STOP waits behind it: the runtime's interrupt is the backstop). */
-      ts = at_ns(now < due_at ? due_at
-                              : now + WATCH_READ_MS * 1000000ull);
+    if (now < due_at || ib->reading || ib->queued >= ib->limit) {
+      /* Not yet; or the call reads for itself; or enough waits already
+       * (the parent then feels backpressure, and a STOP waits behind it:
+       * the runtime's interrupt is the backstop). */
+      ts = at_ns(now < due_at ? due_at : now + WATCH_RECHECK_MS * 1000000ull);
       pthread_cond_timedwait(&ib->wcv, &ib->mu, &ts);
       continue;
     }

@@ -86,6 +86,16 @@ def spin_after_item():
         pass
 
 
+@actor.duplex
+def echo_then_spin(call):
+    """Reads (and echoes) one item, then computes for ever."""
+    for item in call:
+        call.send(item)
+        break
+    while True:
+        pass
+
+
 def busy(ms):
     """Pure Python for `ms` milliseconds."""
     end = time.monotonic() + ms / 1000.0
@@ -188,7 +198,7 @@ def abort_raises():
 FUNCTIONS = {f.__name__: f for f in (
     add, count, echo, fail, identity, big_int, a_set, single_phase, info,
     spin, nap, spin_stubborn, spin_then_return, spin_after_item,
-    busy, threads_send, threads_and_yield, big_return,
+    busy, echo_then_spin, threads_send, threads_and_yield, big_return,
     big_item, nested, depth_of, fail_long, hard_exit, exit_raises,
     abort_raises)}
 
