@@ -308,6 +308,8 @@ static void busy_on_sigint(uv_signal_t *h, int signum) {
 
 static void busy_timer_cb(uv_timer_t *h) { *(int *)h->data = 1; }
 
+static void *noop_thread(void *arg) { return arg; }
+
 static int task_count(void) {
   DIR *d = opendir("/proc/self/task");
   struct dirent *e;
@@ -335,9 +337,15 @@ static int helper_busy_host(int argc, char **argv) {
   uv_timer_t tm;
   actor_opts *o;
   actor *a[BUSY_N];
-  int i, serving = 0, waited = 0, tasks0 = task_count();
+  int i, serving = 0, waited = 0, tasks0;
+  pthread_t th;
 
   (void)argc;
+  /* A first thread, so that helpers a runtime starts with it (TSan's
+   * background thread) are in the count before it is taken. */
+  if (pthread_create(&th, NULL, noop_thread, NULL) || pthread_join(th, NULL))
+    return 2;
+  tasks0 = task_count();
   uv_loop_init(&loop);
   if (actor_rt_new(&g_rt, &loop))
     return 2;
@@ -425,8 +433,9 @@ static void busy_sigint_case(const char *backend, int mode) {
   assert_int_equal(c, 'R');
   t0 = th_now_ms();
   assert_int_equal(kill(pid, SIGINT), 0);
-  assert_int_equal(read(p[0], &c, 1), 1);
+  c = read(p[0], &c, 1) == 1 ? c : '?';
   dt = th_now_ms() - t0;
+  close(p[0]);
   assert_int_equal(waitpid(pid, &st, 0), pid);
   assert_true(WIFEXITED(st));
   if (WEXITSTATUS(st) != 0)
@@ -444,7 +453,6 @@ static void busy_sigint_case(const char *backend, int mode) {
    * a loaded 2-core machine.  Escalation would take the graceful deadline
    * (2 s) at least, and the host reports that as a failure above. */
   assert_true(dt < 3000);
-  close(p[0]);
 }
 
 static void pyactor_sigint_ends_20_busy_isolated_actors_quickly(void **state) {
