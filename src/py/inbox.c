@@ -349,8 +349,9 @@ static int file_one(struct actor__py_inbox *ib, struct actor__py_msg *m) {
     if (actor__idmap_get(&ib->calls, m->id) == NULL) {
       q = calloc(1, sizeof(*q));
       if (q == NULL || actor__idmap_put(&ib->calls, m->id, q)) {
+        /* Out of memory: the call still runs, but without a queue its
+         * stream items are dropped and a CANCEL before it starts too. */
         free(q);
-        /* Answered by serve() as that call's error: no queue, no items. */
       }
     }
     append_main(ib, m);
