@@ -308,7 +308,20 @@ ACTOR_EXTERN int actor_opts_on_output(actor_opts *o, actor_output_cb cb,
  * process) or on "subproc" (in the actor-pyhost program, found through
  * $LIBACTOR_PYHOST or the install path when no program is set).
  * Directories added with actor_opts_add_path are put in front of sys.path.
- * Python actors need libactor-python (see docs/python.md). */
+ * Python actors need libactor-python (see docs/python.md).
+ *
+ * CANCEL (actor_call_cancel) and STOP (actor_stop) reach a Python function
+ * even in a pure-Python loop: libactor_child.Cancelled is raised in the
+ * thread that runs the call at its next bytecode boundary.  A value too
+ * large for a frame fails the call with ACTOR_E2BIG; one nested deeper
+ * than 512 arrays/maps is that call's error (ValueError, ACTOR_EREMOTE).
+ *
+ * subint: a C host that embeds CPython itself must not hold the GIL (a
+ * thread state attached) on the loop thread: actor_spawn then fails with
+ * ACTOR_ESTATE and actor_rt_errmsg() says why.  A subint actor runs inside
+ * this process; an isolated one cannot end it with os._exit()/os.abort()
+ * (they raise SystemExit in the actor), but it can through ctypes or
+ * signals: see docs/backends.md for what it can do to its host. */
 ACTOR_EXTERN int actor_opts_set_entry(actor_opts *o, const char *entry);
 ACTOR_EXTERN int actor_opts_add_path(actor_opts *o, const char *dir);
 /* subint: ACTOR_SUBINT_ISOLATED (own GIL, the default) or
@@ -435,6 +448,8 @@ ACTOR_EXTERN const char *actor_call_traceback(const actor_call *c);
 
 /* Sub-interpreter threads that would not end and were abandoned (their
  * actors reported ACTOR_EABANDONED), and those still alive, process-wide.
+ * A kill that comes before an actor's interpreter exists prevents the
+ * start; that thread ends by itself and is never counted as abandoned.
  * Any thread. */
 ACTOR_EXTERN int actor_subint_abandoned_count(void);
 ACTOR_EXTERN int actor_subint_thread_count(void);

@@ -13,52 +13,10 @@
 #include <unistd.h>
 
 #include "support.h"
+#include "py/pyhelpers.h"
 
 /* Internal, for the version gate's message. */
 int actor__py_version_check(unsigned long version, const char **why);
-
-static actor_opts *py_opts(const char *entry, const char *backend, int mode) {
-  actor_opts *o;
-  const char *dir = getenv("LIBACTOR_TEST_PYDIR");
-  const char *ext = getenv("LIBACTOR_TEST_PYEXT");
-  TH_OK(actor_opts_new(&o));
-  TH_OK(actor_opts_set_backend(o, backend));
-  TH_OK(actor_opts_set_entry(o, entry));
-  assert_non_null(dir);
-  TH_OK(actor_opts_add_path(o, dir));
-  if (ext != NULL)
-    TH_OK(actor_opts_add_path(o, ext));
-  TH_OK(actor_opts_set_subint_mode(o, mode));
-  TH_OK(actor_opts_set_deadlines(o, 10000, 1000, 1000, 1000));
-  return o;
-}
-
-static actor *py_spawn(struct ts *t, const char *entry, const char *backend,
-                       int mode, struct ts_exit *ex) {
-  actor_opts *o = py_opts(entry, backend, mode);
-  actor *a;
-  memset(ex, 0, sizeof(*ex));
-  TH_OK(actor_opts_on_exit(o, ts_on_exit, ex));
-  TH_OK(actor_opts_on_hello(o, ts_on_hello, ex));
-  if (actor_spawn(t->rt, o, &a) != 0)
-    fail_msg("spawn %s on %s: %s", entry, backend, actor_rt_errmsg(t->rt));
-  actor_opts_free(o);
-  return a;
-}
-
-/* Interpreters alive in this process (main included). */
-static int interp_count(void) {
-  PyGILState_STATE g;
-  PyInterpreterState *i;
-  int n = 0;
-  if (!Py_IsInitialized())
-    return 0;
-  g = PyGILState_Ensure();
-  for (i = PyInterpreterState_Head(); i != NULL; i = PyInterpreterState_Next(i))
-    n++;
-  PyGILState_Release(g);
-  return n;
-}
 
 /* ---- happy paths ----------------------------------------------------------- */
 
@@ -70,7 +28,7 @@ static void happy(const char *backend, int mode) {
   actor *a;
 
   ts_start(&t);
-  a = py_spawn(&t, "pyactors:main", backend, mode, &ex);
+  a = pyh_spawn(&t, "pyactors:main", backend, mode, &ex);
   assert_string_equal(actor_backend(a), backend);
   TH_OK(ts_call_ints(a, "add", v, 2, &r, NULL));
   ts_wait(&t, &r.done, 10000);
@@ -109,7 +67,7 @@ static void exception_case(const char *backend) {
   actor *a;
 
   ts_start(&t);
-  a = py_spawn(&t, "pyactors:main", backend, 0, &ex);
+  a = pyh_spawn(&t, "pyactors:main", backend, 0, &ex);
   TH_OK(ts_call_str(a, "fail", "no good", &r));
   ts_wait(&t, &r.done, 10000);
   TH_ERR(r.status, ACTOR_EREMOTE);
@@ -140,7 +98,7 @@ static void stream_case(const char *backend) {
   actor *a;
 
   ts_start(&t);
-  a = py_spawn(&t, "pyactors:main", backend, 0, &ex);
+  a = pyh_spawn(&t, "pyactors:main", backend, 0, &ex);
   TH_OK(ts_call_ints(a, "count", &n, 1, &r, NULL));
   ts_wait(&t, &r.done, 20000);
   TH_OK(r.status);
@@ -190,7 +148,7 @@ static void pyactor_duplex_stream_ping_pong(void **state) {
   actor *a;
 
   ts_start(&t);
-  a = py_spawn(&t, "pyactors:main", "subint", 0, &ex);
+  a = pyh_spawn(&t, "pyactors:main", "subint", 0, &ex);
   memset(&x, 0, sizeof(x));
   ts_call_init(&x.r);
   TH_OK(actor_call_start(a, "echo", NULL, 0, duplex_cb, &x, &c));
@@ -264,7 +222,7 @@ static void pyactor_values_convert_both_ways(void **state) {
   msgpack_pack_array(&pk, 0);
 
   ts_start(&t);
-  a = py_spawn(&t, "pyactors:main", "subint", 0, &ex);
+  a = pyh_spawn(&t, "pyactors:main", "subint", 0, &ex);
   memset(&r, 0, sizeof(r));
   TH_OK(actor_call_start(a, "identity", sb.data, sb.size, raw_cb, &r, NULL));
   ts_wait(&t, &r.done, 10000);
@@ -298,7 +256,7 @@ static void subint_single_phase_extension_import_is_a_clear_error(
   actor *a;
 
   ts_start(&t);
-  a = py_spawn(&t, "pyactors:main", "subint", ACTOR_SUBINT_ISOLATED, &ex);
+  a = pyh_spawn(&t, "pyactors:main", "subint", ACTOR_SUBINT_ISOLATED, &ex);
   TH_OK(ts_call_ints(a, "single_phase", NULL, 0, &r, NULL));
   ts_wait(&t, &r.done, 10000);
   TH_ERR(r.status, ACTOR_EREMOTE);
@@ -320,9 +278,9 @@ static void pyactor_entry_errors_end_the_actor_with_the_reason(void **state) {
   actor *a1, *a2;
 
   ts_start(&t);
-  a1 = py_spawn(&t, "pyactors:main_raise", "subint", 0, &ex1);
+  a1 = pyh_spawn(&t, "pyactors:main_raise", "subint", 0, &ex1);
   TH_OK(ts_call_ints(a1, "add", NULL, 0, &r, NULL));
-  a2 = py_spawn(&t, "no_such_module:main", "subint", 0, &ex2);
+  a2 = pyh_spawn(&t, "no_such_module:main", "subint", 0, &ex2);
   ts_wait(&t, &ex1.exited, 10000);
   ts_wait(&t, &ex2.exited, 10000);
   assert_int_equal(ex1.status, 1);
@@ -348,7 +306,7 @@ static void subint_sequential_calls_driven_by_run_once(void **state) {
   int i, n = 5000;
 
   ts_start(&t);
-  a = py_spawn(&t, "pyactors:main", "subint", ACTOR_SUBINT_ISOLATED, &ex);
+  a = pyh_spawn(&t, "pyactors:main", "subint", ACTOR_SUBINT_ISOLATED, &ex);
   while (ex.hello == 0)
     uv_run(&t.loop, UV_RUN_ONCE);
   t0 = th_now_ms();
@@ -366,9 +324,10 @@ static void subint_sequential_calls_driven_by_run_once(void **state) {
 
 /* ---- cancellation and teardown ---------------------------------------------- */
 
-/* `while True: pass` ignores STOP; the interrupt ends it before the kill
- * deadline. */
-static void subint_cancel_of_spinning_actor_is_interrupted(void **state) {
+/* A function that swallows every Cancelled ignores STOP; the runtime's
+ * interrupt (KeyboardInterrupt, which Cancelled never replaces) ends it
+ * after the graceful deadline. */
+static void subint_actor_that_swallows_cancelled_is_interrupted(void **state) {
   struct ts t;
   struct ts_exit ex;
   struct ts_call r;
@@ -377,8 +336,8 @@ static void subint_cancel_of_spinning_actor_is_interrupted(void **state) {
   actor *a;
 
   ts_start(&t);
-  a = py_spawn(&t, "pyactors:main", "subint", ACTOR_SUBINT_ISOLATED, &ex);
-  TH_OK(ts_call_ints(a, "spin", NULL, 0, &r, NULL));
+  a = pyh_spawn(&t, "pyactors:main", "subint", ACTOR_SUBINT_ISOLATED, &ex);
+  TH_OK(ts_call_ints(a, "spin_stubborn", NULL, 0, &r, NULL));
   ts_wait(&t, &ex.hello, 10000);
   ts_run_for(&t, 100);
   t0 = th_now_ms();
@@ -406,7 +365,7 @@ static void subint_cancel_of_sleeping_actor_is_abandoned_and_counted(
   /* One thread stays behind by design (asleep in C): not a leak. */
   th_skip_leak_check();
   ts_start(&t);
-  a = py_spawn(&t, "pyactors:main_sleep", "subint", ACTOR_SUBINT_ISOLATED,
+  a = pyh_spawn(&t, "pyactors:main_sleep", "subint", ACTOR_SUBINT_ISOLATED,
                &ex);
   ts_wait(&t, &ex.hello, 10000);
   ts_run_for(&t, 100);
@@ -435,14 +394,14 @@ static void subint_200_spawn_teardown_cycles_leave_counts_unchanged(
 
   ts_start(&t);
   /* One cycle first so that CPython itself is initialised. */
-  a = py_spawn(&t, "pyactors:main", "subint", 0, &ex);
+  a = pyh_spawn(&t, "pyactors:main", "subint", 0, &ex);
   TH_OK(actor_stop(a));
   ts_wait(&t, &ex.exited, 10000);
   threads0 = actor_subint_thread_count();
-  interps0 = interp_count();
+  interps0 = pyh_interp_count();
   t0 = th_now_ms();
   for (i = 0; i < 200; i++) {
-    a = py_spawn(&t, "pyactors:main", "subint",
+    a = pyh_spawn(&t, "pyactors:main", "subint",
                  i % 2 ? ACTOR_SUBINT_LEGACY : ACTOR_SUBINT_ISOLATED, &ex);
     v[0] = i;
     v[1] = 1;
@@ -456,7 +415,7 @@ static void subint_200_spawn_teardown_cycles_leave_counts_unchanged(
   print_message("  200 subint cycles in %llu ms\n",
                 (unsigned long long)(th_now_ms() - t0));
   assert_int_equal(actor_subint_thread_count(), threads0);
-  assert_int_equal(interp_count(), interps0);
+  assert_int_equal(pyh_interp_count(), interps0);
   ts_finish(&t);
 }
 
@@ -589,7 +548,7 @@ static int run_all(void) {
       TH_TEST(subint_single_phase_extension_import_is_a_clear_error),
       TH_TEST(pyactor_entry_errors_end_the_actor_with_the_reason),
       TH_TEST(subint_sequential_calls_driven_by_run_once),
-      TH_TEST(subint_cancel_of_spinning_actor_is_interrupted),
+      TH_TEST(subint_actor_that_swallows_cancelled_is_interrupted),
       TH_TEST_T(subint_200_spawn_teardown_cycles_leave_counts_unchanged, 120),
       TH_TEST(subint_sigint_with_20_spinning_isolated_actors),
       TH_TEST(subint_sigint_with_20_spinning_legacy_actors),

@@ -23,7 +23,8 @@ static int usage(void) {
 int main(int argc, char **argv) {
   struct actor__child_env env;
   struct actor__py_run run;
-  struct actor__py_ep ep;
+  struct actor__py_ep *ep;
+  struct actor__py_inbox *ib = NULL;
   char **paths;
   size_t npaths = 0;
   PyConfig cfg;
@@ -58,9 +59,15 @@ int main(int argc, char **argv) {
             ps.err_msg ? ps.err_msg : "?");
     return 2;
   }
-  actor__py_ep_socket(&ep, env.fd);
+  ep = malloc(sizeof(*ep));
+  if (ep == NULL || actor__py_ep_socket(ep, env.fd) ||
+      (ib = actor__py_inbox_new(ep, env.max_frame)) == NULL) {
+    fprintf(stderr, "actor-pyhost: cannot set up the channel\n");
+    return 2;
+  }
   memset(&run, 0, sizeof(run));
-  run.ep = &ep;
+  run.ep = ep;
+  run.ib = ib;
   run.entry = argv[argc - 1];
   run.paths = paths;
   run.name = env.name;
@@ -69,9 +76,11 @@ int main(int argc, char **argv) {
   status = actor__py_run_actor(&run);
   if (status != 0)
     fprintf(stderr, "actor-pyhost: %s: %s\n", env.name, run.how);
-  ep.close(&ep);
+  ep->close(ep);
   if (Py_FinalizeEx() < 0 && status == 0)
     status = 120;
+  /* After CPython: threads of the actor may send until it has ended. */
+  (void)actor__py_inbox_free(ib);
   free(paths);
   actor__child_env_free(&env);
   return status;

@@ -1,10 +1,10 @@
 /* msgpack <-> Python objects.  See py.h for the contract.
  *
- * Encoding goes through msgpack-c's packer (msgpack_pack_*), decoding
- * through msgpack_unpack_next() into a msgpack_object tree that is then
- * walked.  Both run on every call, item and return value, so the common
- * types are tested by exact type first and no temporary Python object is
- * made for a scalar.
+ * Encoding goes through msgpack-c's packer (msgpack_pack_*); decoding
+ * walks the bytes directly, building Python objects in one pass (no
+ * msgpack_object tree in between, and no nesting limit but ours).  Both run
+ * on every call, item and return value, so the common types are tested by
+ * exact type first and no temporary Python object is made for a scalar.
  *
  * Sub-interpreters.  Nothing here keeps state between calls: no static
  * PyObject *, no cached types or strings, no PyGILState_*, only the public
@@ -32,32 +32,28 @@
  *   A str, bytes, array or map longer than 2**32-1 (msgpack's own limit) is
  *   a ValueError (msgpack-c would silently truncate the length).
  *
- * Nesting.  msgpack-c's unpacker refuses a value nested deeper than
- * MSGPACK_EMBED_STACK_SIZE (32) containers: it fails with
- * MSGPACK_UNPACK_NOMEM_ERROR, however much memory there is.  Every libactor
- * peer decodes with msgpack-c (actor__msgpack_check on the parent side, this
- * file on the Python side), so a deeper value could be encoded but never
- * received.  The encoder therefore has the same hard cap: a container at
- * depth 33 (the outermost one is depth 1) is a ValueError "value nested
- * too deeply for msgpack ...", at the sender, where the traceback helps.
- * The cap also stops a self-referencing container (l = []; l.append(l)).
+ * Nesting.  Both directions accept values nested up to ACTOR__MAX_DEPTH
+ * (512) arrays/maps deep, the protocol's limit (proto/codec.h): the
+ * outermost container is depth 1.  A deeper value is a ValueError naming
+ * the limit — "value nested too deeply for msgpack (more than 512 levels,
+ * libactor's limit ...)" when encoding (it also stops a self-referencing
+ * container: l = []; l.append(l)), "msgpack value nested deeper than 512
+ * levels (libactor's limit)" when decoding.  msgpack-c's own unpacker stops
+ * at 32 (MSGPACK_EMBED_STACK_SIZE), which is why decoding does not use it.
  * NB: the cap counts from the object handed to actor__py_pack; a caller that
  * writes an enclosing array header itself (e.g. for call arguments) and
  * packs each element separately adds one level the cap cannot see.
  * Py_EnterRecursiveCall guards the C stack as well (RecursionError), in
- * both directions, though with this cap it never triggers in practice.
+ * both directions.
  *
  * msgpack -> Python (actor__py_unpack)
  *   Exactly one value must fill [data, data+len).  Errors:
- *   - empty or truncated input, a byte that starts no value: ValueError
- *     "malformed msgpack data..."; bytes after the value: ValueError
- *     "malformed msgpack data: N trailing bytes after the value".
- *   - nested deeper than 32 containers: msgpack-c reports
- *     MSGPACK_UNPACK_NOMEM_ERROR, which cannot be told apart from a real
- *     allocation failure (e.g. an array header announcing 2**32-1 elements,
- *     whose space msgpack-c tries to reserve up front); both are a
- *     ValueError "malformed msgpack data: nested deeper than 32 levels, or
- *     a length too large to allocate".
+ *   - empty or truncated input (a length or count announcing more than the
+ *     bytes left — checked before anything is allocated for it), a byte
+ *     that starts no value (0xc1): ValueError "malformed msgpack data...";
+ *     bytes after the value: ValueError "malformed msgpack data: N trailing
+ *     bytes after the value".
+ *   - nested deeper than 512 containers: the ValueError above.
  *   - a str that is not valid UTF-8: the UnicodeDecodeError of
  *     PyUnicode_DecodeUTF8 propagates (it is a subclass of ValueError, so
  *     "except ValueError" catches every malformed input).
@@ -70,11 +66,10 @@
  *   map -> dict.  Duplicate map keys: the last one wins (keys equal in
  *   Python, such as 1, 1.0 and true, are duplicates too).
  *
- * Memory: msgpack_unpacked allocates its zone only when the value holds a
- * container, and str/bin bodies are read in place, so a scalar costs no
- * allocation besides its Python object.  Every error path releases what it
- * had built; on an encoding error the packer has received part of the
- * encoding, which the caller must discard.
+ * Memory: decoding allocates nothing but the Python objects (str/bin
+ * bodies are read in place).  Every error path releases what it had built;
+ * on an encoding error the packer has received part of the encoding, which
+ * the caller must discard.
  *
  * The packer's write callback must not run Python code (it is a plain
  * buffer append in libactor): lists and dicts are read in place.  The sizes
@@ -85,11 +80,8 @@
 
 #include <stdint.h>
 
-#ifdef MSGPACK_EMBED_STACK_SIZE
-#define CONV_MAX_DEPTH MSGPACK_EMBED_STACK_SIZE
-#else
-#define CONV_MAX_DEPTH 32 /* msgpack-c's MSGPACK_EMBED_STACK_SIZE */
-#endif
+/* The protocol's nesting limit (proto/codec.h), the same both ways. */
+#define CONV_MAX_DEPTH ACTOR__MAX_DEPTH
 
 _Static_assert(sizeof(long long) == 8, "long long must be 64 bits");
 
@@ -187,19 +179,28 @@ static int conv__pack_bin(msgpack_packer *pk, const char *p, Py_ssize_t n) {
   return 0;
 }
 
-/* Entering a container at `depth` (the number of containers around it). */
-static int conv__enter(int depth, const char *where) {
+#define CONV_TO " while converting to msgpack"
+#define CONV_FROM " while converting from msgpack"
+
+/* Entering a container at `depth` (the number of containers around it),
+ * encoding (`to`) or decoding. */
+static int conv__enter(int depth, int to) {
   if (depth >= CONV_MAX_DEPTH) {
-    PyErr_Format(PyExc_ValueError,
-                 "value nested too deeply for msgpack (more than %d levels; "
-                 "a container that contains itself?)",
-                 CONV_MAX_DEPTH);
+    if (to)
+      PyErr_Format(PyExc_ValueError,
+                   "value nested too deeply for msgpack (more than %d "
+                   "levels, libactor's limit; a container that contains "
+                   "itself?)",
+                   CONV_MAX_DEPTH);
+    else
+      PyErr_Format(PyExc_ValueError,
+                   "msgpack value nested deeper than %d levels (libactor's "
+                   "limit)",
+                   CONV_MAX_DEPTH);
     return -1;
   }
-  return Py_EnterRecursiveCall(where);
+  return Py_EnterRecursiveCall(to ? CONV_TO : CONV_FROM);
 }
-
-#define CONV_TO " while converting to msgpack"
 
 static int conv__changed(const char *what) {
   PyErr_Format(PyExc_RuntimeError, "%s changed size during conversion to msgpack",
@@ -213,7 +214,7 @@ static int conv__pack_list(msgpack_packer *pk, PyObject *o, int depth) {
 
   if ((uint64_t)n > UINT32_MAX)
     return conv__too_long("list", n);
-  if (conv__enter(depth, CONV_TO))
+  if (conv__enter(depth, 1))
     return -1;
   if (msgpack_pack_array(pk, (size_t)n) != 0) {
     conv__write_failed();
@@ -238,7 +239,7 @@ static int conv__pack_tuple(msgpack_packer *pk, PyObject *o, int depth) {
 
   if ((uint64_t)n > UINT32_MAX)
     return conv__too_long("tuple", n);
-  if (conv__enter(depth, CONV_TO))
+  if (conv__enter(depth, 1))
     return -1;
   if (msgpack_pack_array(pk, (size_t)n) != 0) {
     conv__write_failed();
@@ -260,7 +261,7 @@ static int conv__pack_dict(msgpack_packer *pk, PyObject *o, int depth) {
 
   if ((uint64_t)n > UINT32_MAX)
     return conv__too_long("dict", n);
-  if (conv__enter(depth, CONV_TO))
+  if (conv__enter(depth, 1))
     return -1;
   if (msgpack_pack_map(pk, (size_t)n) != 0) {
     conv__write_failed();
@@ -347,20 +348,58 @@ int actor__py_pack(msgpack_packer *pk, PyObject *obj) {
 /* msgpack -> Python                                                        */
 /* ------------------------------------------------------------------------ */
 
-#define CONV_FROM " while converting from msgpack"
+/* A cursor over the input.  Every length and count is checked against the
+ * bytes left before anything is allocated for it (each element takes at
+ * least one byte), so a 5-byte header announcing 2**32 elements is refused
+ * at once. */
+struct conv__in {
+  const unsigned char *p, *end;
+};
 
-static PyObject *conv__obj(const msgpack_object *o, int depth);
+static int conv__truncated(void) {
+  PyErr_SetString(PyExc_ValueError,
+                  "malformed msgpack data: truncated (a count or length "
+                  "exceeds the data)");
+  return -1;
+}
 
-static PyObject *conv__list(const msgpack_object_array *a, int depth) {
+static int conv__need(struct conv__in *in, size_t n) {
+  return (size_t)(in->end - in->p) >= n ? 0 : conv__truncated();
+}
+
+static uint64_t conv__be(const unsigned char *p, int n) {
+  uint64_t v = 0;
+  int i;
+  for (i = 0; i < n; i++)
+    v = (v << 8) | p[i];
+  return v;
+}
+
+/* Read an n-byte big-endian field. */
+static int conv__field(struct conv__in *in, int n, uint64_t *v) {
+  if (conv__need(in, (size_t)n))
+    return -1;
+  *v = conv__be(in->p, n);
+  in->p += n;
+  return 0;
+}
+
+static PyObject *conv__value(struct conv__in *in, int depth);
+
+static PyObject *conv__list(struct conv__in *in, uint64_t n, int depth) {
   PyObject *l, *item;
-  uint32_t i;
+  uint64_t i;
 
-  if (conv__enter(depth, CONV_FROM))
+  if (n > (uint64_t)(in->end - in->p)) {
+    conv__truncated();
     return NULL;
-  l = PyList_New((Py_ssize_t)a->size);
+  }
+  if (conv__enter(depth, 0))
+    return NULL;
+  l = PyList_New((Py_ssize_t)n);
   if (l != NULL) {
-    for (i = 0; i < a->size; i++) {
-      item = conv__obj(&a->ptr[i], depth + 1);
+    for (i = 0; i < n; i++) {
+      item = conv__value(in, depth + 1);
       if (item == NULL) {
         Py_CLEAR(l); /* the NULL slots left are fine for list_dealloc */
         break;
@@ -372,130 +411,205 @@ static PyObject *conv__list(const msgpack_object_array *a, int depth) {
   return l;
 }
 
-static const char *conv__kind(msgpack_object_type t) {
-  return t == MSGPACK_OBJECT_ARRAY ? "array" : "map";
+/* A map key must be hashable: an array or a map is refused before it is
+ * built. */
+static int conv__key_ok(const struct conv__in *in) {
+  unsigned char b;
+  if (in->p >= in->end)
+    return 0; /* truncated: conv__value says so */
+  b = *in->p;
+  if ((b & 0xf0) == 0x90 || b == 0xdc || b == 0xdd || (b & 0xf0) == 0x80 ||
+      b == 0xde || b == 0xdf) {
+    PyErr_Format(PyExc_TypeError,
+                 "unhashable msgpack map key: %s (a dict key must be "
+                 "hashable)",
+                 (b & 0xf0) == 0x90 || b == 0xdc || b == 0xdd ? "array"
+                                                               : "map");
+    return -1;
+  }
+  return 0;
 }
 
-static PyObject *conv__dict(const msgpack_object_map *m, int depth) {
+static PyObject *conv__dict(struct conv__in *in, uint64_t n, int depth) {
   PyObject *d, *k, *v;
-  uint32_t i;
+  uint64_t i;
   int r;
 
-  if (conv__enter(depth, CONV_FROM))
+  if (n > (uint64_t)(in->end - in->p) / 2) {
+    conv__truncated();
+    return NULL;
+  }
+  if (conv__enter(depth, 0))
     return NULL;
   d = PyDict_New();
-  if (d != NULL) {
-    for (i = 0; i < m->size; i++) {
-      const msgpack_object_kv *kv = &m->ptr[i];
-      if (kv->key.type == MSGPACK_OBJECT_ARRAY ||
-          kv->key.type == MSGPACK_OBJECT_MAP) {
-        PyErr_Format(PyExc_TypeError,
-                     "unhashable msgpack map key: %s (a dict key must be "
-                     "hashable)",
-                     conv__kind(kv->key.type));
-        Py_CLEAR(d);
-        break;
-      }
-      k = conv__obj(&kv->key, depth + 1);
-      if (k == NULL) {
-        Py_CLEAR(d);
-        break;
-      }
-      v = conv__obj(&kv->val, depth + 1);
-      if (v == NULL) {
-        Py_DECREF(k);
-        Py_CLEAR(d);
-        break;
-      }
-      r = PyDict_SetItem(d, k, v);
-      Py_DECREF(k);
-      Py_DECREF(v);
-      if (r < 0) {
-        Py_CLEAR(d);
-        break;
-      }
+  for (i = 0; d != NULL && i < n; i++) {
+    if (conv__key_ok(in)) {
+      Py_CLEAR(d);
+      break;
     }
+    k = conv__value(in, depth + 1);
+    if (k == NULL) {
+      Py_CLEAR(d);
+      break;
+    }
+    v = conv__value(in, depth + 1);
+    if (v == NULL) {
+      Py_DECREF(k);
+      Py_CLEAR(d);
+      break;
+    }
+    r = PyDict_SetItem(d, k, v);
+    Py_DECREF(k);
+    Py_DECREF(v);
+    if (r < 0)
+      Py_CLEAR(d);
   }
   Py_LeaveRecursiveCall();
   return d;
 }
 
-static PyObject *conv__obj(const msgpack_object *o, int depth) {
-  switch (o->type) {
-  case MSGPACK_OBJECT_POSITIVE_INTEGER:
-    return PyLong_FromUnsignedLongLong((unsigned long long)o->via.u64);
-  case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-    return PyLong_FromLongLong((long long)o->via.i64);
-  case MSGPACK_OBJECT_STR:
-    return PyUnicode_DecodeUTF8(o->via.str.ptr, (Py_ssize_t)o->via.str.size,
-                                NULL);
-  case MSGPACK_OBJECT_NIL:
-    Py_RETURN_NONE;
-  case MSGPACK_OBJECT_BOOLEAN:
-    return PyBool_FromLong(o->via.boolean);
-  case MSGPACK_OBJECT_FLOAT32: /* msgpack-c widens it into via.f64 */
-  case MSGPACK_OBJECT_FLOAT64:
-    return PyFloat_FromDouble(o->via.f64);
-  case MSGPACK_OBJECT_BIN:
-    return PyBytes_FromStringAndSize(o->via.bin.ptr,
-                                     (Py_ssize_t)o->via.bin.size);
-  case MSGPACK_OBJECT_ARRAY:
-    return conv__list(&o->via.array, depth);
-  case MSGPACK_OBJECT_MAP:
-    return conv__dict(&o->via.map, depth);
-  case MSGPACK_OBJECT_EXT:
-    PyErr_Format(PyExc_TypeError, "msgpack ext type %d is not supported",
-                 (int)o->via.ext.type);
+/* The body of a str, bin or ext of `n` bytes. */
+static const char *conv__body(struct conv__in *in, uint64_t n) {
+  const char *p;
+  if (n > (uint64_t)(in->end - in->p)) {
+    conv__truncated();
     return NULL;
   }
-  PyErr_Format(PyExc_ValueError, "malformed msgpack data: object type %d",
-               (int)o->type);
+  p = (const char *)in->p;
+  in->p += n;
+  return p;
+}
+
+static PyObject *conv__str(struct conv__in *in, uint64_t n) {
+  const char *p = conv__body(in, n);
+  return p ? PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, NULL) : NULL;
+}
+
+static PyObject *conv__bin(struct conv__in *in, uint64_t n) {
+  const char *p = conv__body(in, n);
+  return p ? PyBytes_FromStringAndSize(p, (Py_ssize_t)n) : NULL;
+}
+
+/* ext: the type byte follows the length (fixext: the length is implied). */
+static PyObject *conv__ext(struct conv__in *in, uint64_t n) {
+  int8_t type;
+  if (conv__need(in, 1))
+    return NULL;
+  type = (int8_t)*in->p++;
+  if (conv__body(in, n) == NULL)
+    return NULL;
+  PyErr_Format(PyExc_TypeError, "msgpack ext type %d is not supported",
+               (int)type);
   return NULL;
 }
 
-PyObject *actor__py_unpack(const char *data, size_t len) {
-  msgpack_unpacked u;
-  size_t off = 0;
-  PyObject *r = NULL;
+static PyObject *conv__value(struct conv__in *in, int depth) {
+  unsigned char b;
+  uint64_t v;
+  union {
+    uint32_t u;
+    float f;
+  } f32;
+  union {
+    uint64_t u;
+    double d;
+  } f64;
 
-  /* Counts checked against the bytes first: msgpack-c allocates for what
-   * a header announces before reading it (proto/codec.h). */
-  if (len > 0 && actor__msgpack_sane_first(data, len, &off) < 0) {
-    PyErr_SetString(PyExc_ValueError,
-                    "malformed msgpack data: truncated, or not msgpack (a "
-                    "count or length exceeds the data)");
+  if (conv__need(in, 1))
+    return NULL;
+  b = *in->p++;
+  if (b <= 0x7f)
+    return PyLong_FromLong(b);
+  if (b >= 0xe0)
+    return PyLong_FromLong((long)(int8_t)b);
+  if ((b & 0xe0) == 0xa0)
+    return conv__str(in, b & 0x1f);
+  if ((b & 0xf0) == 0x90)
+    return conv__list(in, b & 0x0f, depth);
+  if ((b & 0xf0) == 0x80)
+    return conv__dict(in, b & 0x0f, depth);
+  switch (b) {
+  case 0xc0:
+    Py_RETURN_NONE;
+  case 0xc2:
+    Py_RETURN_FALSE;
+  case 0xc3:
+    Py_RETURN_TRUE;
+  case 0xcc: case 0xcd: case 0xce: case 0xcf: /* uint 8..64 */
+    if (conv__field(in, 1 << (b - 0xcc), &v))
+      return NULL;
+    return PyLong_FromUnsignedLongLong((unsigned long long)v);
+  case 0xd0: /* int 8..64 */
+    if (conv__field(in, 1, &v))
+      return NULL;
+    return PyLong_FromLong((long)(int8_t)v);
+  case 0xd1:
+    if (conv__field(in, 2, &v))
+      return NULL;
+    return PyLong_FromLong((long)(int16_t)v);
+  case 0xd2:
+    if (conv__field(in, 4, &v))
+      return NULL;
+    return PyLong_FromLong((long)(int32_t)v);
+  case 0xd3:
+    if (conv__field(in, 8, &v))
+      return NULL;
+    return PyLong_FromLongLong((long long)(int64_t)v);
+  case 0xca:
+    if (conv__field(in, 4, &v))
+      return NULL;
+    f32.u = (uint32_t)v;
+    return PyFloat_FromDouble((double)f32.f);
+  case 0xcb:
+    if (conv__field(in, 8, &v))
+      return NULL;
+    f64.u = v;
+    return PyFloat_FromDouble(f64.d);
+  case 0xd9: case 0xda: case 0xdb: /* str 8..32 */
+    if (conv__field(in, 1 << (b - 0xd9), &v))
+      return NULL;
+    return conv__str(in, v);
+  case 0xc4: case 0xc5: case 0xc6: /* bin 8..32 */
+    if (conv__field(in, 1 << (b - 0xc4), &v))
+      return NULL;
+    return conv__bin(in, v);
+  case 0xdc: case 0xdd: /* array 16, 32 */
+    if (conv__field(in, b == 0xdc ? 2 : 4, &v))
+      return NULL;
+    return conv__list(in, v, depth);
+  case 0xde: case 0xdf: /* map 16, 32 */
+    if (conv__field(in, b == 0xde ? 2 : 4, &v))
+      return NULL;
+    return conv__dict(in, v, depth);
+  case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8: /* fixext 1..16 */
+    return conv__ext(in, (uint64_t)1 << (b - 0xd4));
+  case 0xc7: case 0xc8: case 0xc9: /* ext 8..32 */
+    if (conv__field(in, 1 << (b - 0xc7), &v))
+      return NULL;
+    return conv__ext(in, v);
+  default: /* 0xc1: never used */
+    PyErr_Format(PyExc_ValueError,
+                 "malformed msgpack data: byte 0x%02x starts no value", b);
     return NULL;
   }
-  off = 0;
-  msgpack_unpacked_init(&u);
-  switch (msgpack_unpack_next(&u, data, len, &off)) {
-  case MSGPACK_UNPACK_SUCCESS:
-    if (off == len)
-      r = conv__obj(&u.data, 0);
-    else
-      PyErr_Format(PyExc_ValueError,
-                   "malformed msgpack data: %zu trailing bytes after the value",
-                   len - off);
-    break;
-  case MSGPACK_UNPACK_CONTINUE:
-    PyErr_SetString(PyExc_ValueError,
-                    len == 0 ? "malformed msgpack data: empty"
-                             : "malformed msgpack data: truncated");
-    break;
-  case MSGPACK_UNPACK_NOMEM_ERROR:
-    /* msgpack-c's nesting limit, or a failed allocation (it reserves an
-     * array's or map's elements as soon as it reads the header, so a
-     * 5-byte "array of 2**32-1 elements" asks for ~100 GB): it says the
-     * same for both. */
-    PyErr_Format(PyExc_ValueError,
-                 "malformed msgpack data: nested deeper than %d levels, or a "
-                 "length too large to allocate",
-                 CONV_MAX_DEPTH);
-    break;
-  default:
-    PyErr_SetString(PyExc_ValueError, "malformed msgpack data");
-    break;
+}
+
+PyObject *actor__py_unpack(const char *data, size_t len) {
+  struct conv__in in;
+  PyObject *r;
+
+  if (len == 0) {
+    PyErr_SetString(PyExc_ValueError, "malformed msgpack data: empty");
+    return NULL;
   }
-  msgpack_unpacked_destroy(&u);
+  in.p = (const unsigned char *)data;
+  in.end = in.p + len;
+  r = conv__value(&in, 0);
+  if (r != NULL && in.p != in.end) {
+    PyErr_Format(PyExc_ValueError,
+                 "malformed msgpack data: %zu trailing bytes after the value",
+                 (size_t)(in.end - in.p));
+    Py_CLEAR(r);
+  }
   return r;
 }

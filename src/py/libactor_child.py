@@ -28,15 +28,28 @@ arguments, a dict as keyword arguments, nil means none, anything else is
 passed as one argument.  Values convert to and from msgpack: None, bool,
 int (64-bit), float, str, bytes, list/tuple, dict.
 
-Cancellation is an exception: `Cancelled` is raised in a function whose call
-is cancelled, where the function waits for the parent (iterating a duplex
-call) or between the items of a generator.  It derives from BaseException so
-that `except Exception` does not swallow it.  When the parent stops the
-actor, every call in progress is cancelled and serve() returns.
+Cancellation is an exception: `Cancelled` is raised in the thread that runs
+a call when the parent cancels that call, or stops the actor (or goes
+away), at the next bytecode boundary of whatever Python code runs there —
+a busy loop included.  Where the call waits (iterating a duplex call's
+input) it is raised there.  A generator's call gets it inside the generator
+(or, if it lands between items, thrown in at the generator's yield).  It
+derives from BaseException so that `except Exception` does not swallow it.
+A function that catches it and returns anyway answers normally.  Code
+blocked in C (time.sleep, a blocking read) sees it when that returns; if
+the parent has to stop such an actor, the runtime interrupts it with
+KeyboardInterrupt (subint) or a signal (subproc), which ends the actor.
 
-A function that never yields control (a long computation) cannot see a
-cancellation; if the parent has to stop the actor, the runtime interrupts it
-with KeyboardInterrupt, which ends the actor.
+When the parent stops the actor, the running call is cancelled, calls that
+have not started are answered Cancelled, and serve() returns.
+
+Sending is thread-safe: any thread may stream items of a call (call.send)
+while the call runs; each thread's items arrive in the order it sent them.
+Receiving (iterating a duplex call) is for one thread at a time per call.
+
+A value that does not fit in a frame (libactor_child.max_frame) raises
+FrameTooBig (a ValueError) where it is sent; unhandled, the call fails with
+ACTOR_E2BIG at the parent and the actor keeps serving.
 """
 
 import _libactor
@@ -49,60 +62,46 @@ HELLO, CALL, RETURN, ERROR, ITEM, END, CANCEL, STOP = range(8)
 
 name = _libactor.name
 backend = _libactor.backend
+max_frame = _libactor.max_frame
 
-__all__ = ["Cancelled", "Call", "duplex", "serve", "name", "backend"]
+__all__ = ["Cancelled", "FrameTooBig", "Call", "duplex", "serve", "name",
+           "backend", "max_frame"]
 
-
-class Cancelled(BaseException):
-    """The call was cancelled (by the parent, or because the actor stops)."""
-
-
-# Messages read while a function was running that belong to someone else.
-_backlog = []
-_stopping = False
+# Defined in C (one per interpreter), so that the runtime can inject them.
+Cancelled = _libactor.Cancelled
+FrameTooBig = _libactor.FrameTooBig
 
 
-def _recv():
-    """The next message, waiting as long as it takes."""
-    if _backlog:
-        return _backlog.pop(0)
+def _guard_process_exits():
+    """In an isolated sub-interpreter the process is the host's: os._exit()
+    and os.abort() would end the parent.  They end the actor instead (the
+    same exit status as on subproc for os._exit).  Fork is refused in such
+    an interpreter, so no forked child depends on the real ones."""
+    import os
+    import posix
+
+    def _exit(status):
+        raise SystemExit(status)
+
+    def abort():
+        raise SystemExit("os.abort() called in a sub-interpreter actor")
+
+    for m in (os, posix):
+        m._exit = _exit
+        m.abort = abort
+
+
+if _libactor.guard_exits:
+    _guard_process_exits()
+
+
+def _wait(cid):
+    """The next message of the main queue (cid 0) or of call `cid`."""
     while True:
-        m = _libactor.recv(None)
+        m = _libactor.recv(None, cid)
         if m is not None:
             return m
         # None: woken without a message (lets an injected exception land).
-
-
-def _poll():
-    """A message if one is ready now, else None."""
-    if _backlog:
-        return _backlog.pop(0)
-    if not _libactor.pending():
-        return None
-    return _libactor.recv(0)
-
-
-def _take_cancel(cid, wait):
-    """Look for the parent's items for call `cid` (when `wait`) or for its
-    cancellation.  Messages for other calls are kept for serve()."""
-    global _stopping
-    while True:
-        m = _recv() if wait else _poll()
-        if m is None:
-            return None
-        kind, mid = m[0], m[1]
-        if kind == STOP:
-            _stopping = True
-            _backlog.insert(0, m)
-            raise Cancelled("the actor is stopping")
-        if mid == cid:
-            if kind == CANCEL:
-                raise Cancelled("call cancelled")
-            if kind in (ITEM, END):
-                return m
-        if kind == CALL:
-            _backlog.append(m)  # served when this call is done
-        # stale ITEM/END/CANCEL for calls already answered: dropped
 
 
 class Call:
@@ -113,7 +112,7 @@ class Call:
         self._ended = False
 
     def send(self, value):
-        """Stream one item to the parent."""
+        """Stream one item to the parent (from any thread)."""
         _libactor.send_item(self.id, value)
 
     def end(self):
@@ -127,7 +126,7 @@ class Call:
         """The parent's next item; StopIteration when it ends its side."""
         if self._ended:
             raise StopIteration
-        m = _take_cancel(self.id, True)
+        m = _wait(self.id)
         if m[0] == END:
             self._ended = True
             raise StopIteration
@@ -148,70 +147,102 @@ def _qualname(exc):
     return t.__qualname__ if mod in ("builtins", "__main__") else mod + "." + t.__qualname__
 
 
-def _run(functions, cid, fname, args):
-    fn = functions.get(fname)
-    if fn is None:
-        _libactor.send_error(cid, "libactor.NoSuchFunction",
-                             "actor %r has no function %r" % (name, fname), "")
-        return
-    if isinstance(args, BaseException):  # arguments that did not convert
-        _libactor.send_error(cid, _qualname(args), str(args), "")
-        return
-    try:
-        pos, kw = (), {}
-        if isinstance(args, list):
-            pos = args
-        elif isinstance(args, dict):
-            kw = args
-        elif args is not None:
-            pos = (args,)
-        if getattr(fn, "_libactor_duplex", False):
-            result = fn(Call(cid), *pos, **kw)
-        else:
-            result = fn(*pos, **kw)
-        if hasattr(result, "__next__") and hasattr(result, "throw"):
-            result = _drive(cid, result)
-        _libactor.send_return(cid, result)
-    except Cancelled as e:
-        _libactor.send_error(cid, "libactor.Cancelled", str(e) or "call cancelled", "")
-    except (KeyboardInterrupt, SystemExit, EOFError):
-        raise  # the runtime's interrupt, an exit, or the parent is gone
-    except BaseException as e:
+def _errtype(exc):
+    """The ERROR type the parent maps to a code (docs/protocol.md)."""
+    if isinstance(exc, FrameTooBig):
+        return "libactor.FrameTooBig"
+    if isinstance(exc, Cancelled):
+        return "libactor.Cancelled"
+    return _qualname(exc)
+
+
+def _fail(cid, e, tb):
+    msg = str(e)
+    if isinstance(e, Cancelled) and not msg:
+        msg = "the actor is stopping" if _libactor.stopping() else "call cancelled"
+    if tb:
         import traceback
-        _libactor.send_error(cid, _qualname(e), str(e), traceback.format_exc())
+        tb = traceback.format_exc()
+    _libactor.send_error(cid, _errtype(e), msg, tb or "")
 
 
 def _drive(cid, gen):
-    """Stream a generator's items; its return value is the call's."""
+    """Stream a generator's items; its return value is the call's.  A
+    Cancelled that lands between items is thrown in at its yield."""
+    send = _libactor.send_item
     try:
         item = next(gen)
         while True:
-            _libactor.send_item(cid, item)
             try:
-                _take_cancel(cid, False)
+                send(cid, item)
             except Cancelled as c:
                 item = gen.throw(c)
                 continue
             item = next(gen)
     except StopIteration as stop:
         return stop.value
+    finally:
+        gen.close()
+
+
+def _invoke(cid, fn, pos, kw, duplex):
+    result = fn(Call(cid), *pos, **kw) if duplex else fn(*pos, **kw)
+    if hasattr(result, "__next__") and hasattr(result, "throw"):
+        result = _drive(cid, result)
+    return result
+
+
+def _run(functions, cid, fname, args):
+    fn = functions.get(fname)
+    if fn is None:
+        _libactor.forget(cid)
+        _libactor.send_error(cid, "libactor.NoSuchFunction",
+                             "actor %r has no function %r" % (name, fname), "")
+        return
+    if isinstance(args, BaseException):  # arguments that did not convert
+        _libactor.forget(cid)
+        _libactor.send_error(cid, _errtype(args), str(args), "")
+        return
+    pos, kw = (), {}
+    if isinstance(args, list):
+        pos = args
+    elif isinstance(args, dict):
+        kw = args
+    elif args is not None:
+        pos = (args,)
+    duplex = getattr(fn, "_libactor_duplex", False)
+    try:
+        # Cancelled can be injected only inside this call (inbox.c), which
+        # also drops the call's input queue when it ends.
+        result = _libactor.call(cid, _invoke, cid, fn, pos, kw, duplex)
+        _libactor.send_return(cid, result)
+    except (Cancelled, FrameTooBig) as e:
+        _fail(cid, e, False)
+    except (KeyboardInterrupt, SystemExit, EOFError):
+        raise  # the runtime's interrupt, an exit, or the parent is gone
+    except BaseException as e:
+        _fail(cid, e, True)
 
 
 def serve(functions):
     """Serve calls to `functions` (a dict: name -> callable) until the
     parent stops the actor (returns) or goes away (EOFError)."""
-    global _stopping
     functions = dict(functions)
-    while not _stopping:
-        m = _recv()
-        kind = m[0]
-        if kind == STOP:
-            _stopping = True
+    while True:
+        m = _wait(0)
+        if m[0] == STOP:
             break
-        if kind == CALL:
-            _run(functions, m[1], m[2], m[3])
-    # Calls that arrived while we were stopping are cancelled, not dropped.
-    while _backlog:
-        m = _backlog.pop(0)
         if m[0] == CALL:
-            _libactor.send_error(m[1], "libactor.Cancelled", "the actor is stopping", "")
+            _run(functions, m[1], m[2], m[3])
+    # Calls that arrived after STOP are cancelled, not dropped.
+    try:
+        while True:
+            m = _libactor.recv(0)
+            if m is None:
+                break
+            if m[0] == CALL:
+                _libactor.forget(m[1])
+                _libactor.send_error(m[1], "libactor.Cancelled",
+                                     "the actor is stopping", "")
+    except EOFError:
+        pass  # the parent is gone: nobody to answer

@@ -12,6 +12,7 @@
  * binds it to that actor's endpoint. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ipc/inproc.h"
@@ -27,14 +28,26 @@
 /* Module state                                                             */
 /* ======================================================================== */
 
+/* Encoding buffers, one pair per send in progress: a send encodes with its
+ * GIL, then writes with the GIL released, while other Python threads of
+ * the actor may be sending too.  A few are kept for reuse. */
+struct sendbuf {
+  struct sendbuf *next;
+  struct abuf payload, out;
+};
+#define SENDBUF_KEEP_N 4
+#define SENDBUF_KEEP_BYTES (64 * 1024)
+
 typedef struct {
-  struct actor__py_ep *ep;
-  struct abuf in, out, payload;
-  struct actor__framer framer;
-  msgpack_zone zone;
-  int zone_ok;
-  PyObject *got; /* the message the framer callback decoded */
-  int bad;       /* the parent sent something we cannot accept */
+  struct actor__py_ep *ep;     /* NULL until the runner binds the module */
+  struct actor__py_inbox *ib;
+  size_t max_frame;
+  PyObject *cancelled; /* libactor_child.Cancelled */
+  PyObject *too_big;   /* libactor_child.FrameTooBig */
+  pthread_mutex_t bmu;
+  int bmu_ok;
+  struct sendbuf *spare;
+  int nspare;
 } modstate;
 
 static modstate *mod_state(PyObject *m) { return PyModule_GetState(m); }
@@ -42,49 +55,128 @@ static modstate *mod_state(PyObject *m) { return PyModule_GetState(m); }
 static int mod_exec(PyObject *m) {
   modstate *st = mod_state(m);
   memset(st, 0, sizeof(*st));
-  actor__buf_init(&st->in);
-  actor__buf_init(&st->out);
-  actor__buf_init(&st->payload);
-  st->framer.max_frame = ACTOR__DEFAULT_MAX_FRAME;
-  if (!msgpack_zone_init(&st->zone, 2048)) {
-    PyErr_NoMemory();
+  st->max_frame = ACTOR__DEFAULT_MAX_FRAME;
+  pthread_mutex_init(&st->bmu, NULL);
+  st->bmu_ok = 1;
+  /* Heap types, one set per interpreter (an isolated one must not share
+   * objects).  Cancelled derives from BaseException so that "except
+   * Exception" does not swallow it; FrameTooBig is a ValueError. */
+  st->cancelled = PyErr_NewExceptionWithDoc(
+      "libactor_child.Cancelled",
+      "The call was cancelled (by the parent, or because the actor stops).",
+      PyExc_BaseException, NULL);
+  st->too_big = PyErr_NewExceptionWithDoc(
+      "libactor_child.FrameTooBig",
+      "A value does not fit in the maximum frame (the parent gets "
+      "ACTOR_E2BIG).",
+      PyExc_ValueError, NULL);
+  if (st->cancelled == NULL || st->too_big == NULL ||
+      PyModule_AddObjectRef(m, "Cancelled", st->cancelled) ||
+      PyModule_AddObjectRef(m, "FrameTooBig", st->too_big))
     return -1;
-  }
-  st->zone_ok = 1;
+  return 0;
+}
+
+static int mod_traverse(PyObject *m, visitproc visit, void *arg) {
+  modstate *st = mod_state(m);
+  if (st == NULL)
+    return 0;
+  Py_VISIT(st->cancelled);
+  Py_VISIT(st->too_big);
+  return 0;
+}
+
+static int mod_clear(PyObject *m) {
+  modstate *st = mod_state(m);
+  if (st == NULL)
+    return 0;
+  Py_CLEAR(st->cancelled);
+  Py_CLEAR(st->too_big);
   return 0;
 }
 
 static void mod_free(void *p) {
   modstate *st = mod_state(p);
+  struct sendbuf *b;
   if (st == NULL)
     return;
-  actor__buf_fini(&st->in);
-  actor__buf_fini(&st->out);
-  actor__buf_fini(&st->payload);
-  if (st->zone_ok)
-    msgpack_zone_destroy(&st->zone);
-  Py_CLEAR(st->got);
+  mod_clear(p);
+  while ((b = st->spare) != NULL) {
+    st->spare = b->next;
+    actor__buf_fini(&b->payload);
+    actor__buf_fini(&b->out);
+    free(b);
+  }
+  if (st->bmu_ok)
+    pthread_mutex_destroy(&st->bmu);
+  st->bmu_ok = 0;
+}
+
+static int mod_bound(modstate *st) {
+  if (st->ep != NULL)
+    return 1;
+  PyErr_SetString(PyExc_RuntimeError, "_libactor is not bound to a parent");
+  return 0;
 }
 
 /* ======================================================================== */
 /* Sending                                                                  */
 /* ======================================================================== */
 
+static struct sendbuf *sendbuf_take(modstate *st) {
+  struct sendbuf *b;
+  pthread_mutex_lock(&st->bmu);
+  b = st->spare;
+  if (b != NULL) {
+    st->spare = b->next;
+    st->nspare--;
+  }
+  pthread_mutex_unlock(&st->bmu);
+  if (b == NULL) {
+    b = malloc(sizeof(*b));
+    if (b == NULL)
+      return NULL;
+    actor__buf_init(&b->payload);
+    actor__buf_init(&b->out);
+  }
+  b->payload.len = b->payload.off = 0;
+  b->out.len = b->out.off = 0;
+  return b;
+}
+
+static void sendbuf_give(modstate *st, struct sendbuf *b) {
+  b->payload.len = b->payload.off = 0;
+  b->out.len = b->out.off = 0;
+  actor__buf_trim(&b->payload, SENDBUF_KEEP_BYTES);
+  actor__buf_trim(&b->out, SENDBUF_KEEP_BYTES);
+  pthread_mutex_lock(&st->bmu);
+  if (st->nspare < SENDBUF_KEEP_N) {
+    b->next = st->spare;
+    st->spare = b;
+    st->nspare++;
+    b = NULL;
+  }
+  pthread_mutex_unlock(&st->bmu);
+  if (b != NULL) {
+    actor__buf_fini(&b->payload);
+    actor__buf_fini(&b->out);
+    free(b);
+  }
+}
+
 static int buf_write(void *data, const char *p, size_t n) {
   return actor__buf_append(data, p, n) ? -1 : 0;
 }
 
-/* Write out st->out with the GIL released. */
-static int mod_flush(modstate *st) {
+/* Write whole frames with the GIL released (the endpoint serialises
+ * writers).  0, or -1 with an exception. */
+static int mod_write(modstate *st, const struct abuf *out) {
   int r;
-  if (st->ep == NULL) {
-    PyErr_SetString(PyExc_RuntimeError, "_libactor is not bound to a parent");
-    return -1;
-  }
-  Py_BEGIN_ALLOW_THREADS r = st->ep->write(st->ep, actor__buf_data(&st->out),
-                                           st->out.len);
-  Py_END_ALLOW_THREADS st->out.len = 0;
-  st->out.off = 0;
+  Py_BEGIN_ALLOW_THREADS;
+  actor__py_inbox_enter(st->ib);
+  r = st->ep->write(st->ep, actor__buf_data(out), out->len);
+  actor__py_inbox_leave(st->ib);
+  Py_END_ALLOW_THREADS;
   if (r == ACTOR_ECLOSED) {
     PyErr_SetString(PyExc_EOFError, "the parent is gone");
     return -1;
@@ -99,33 +191,46 @@ static int mod_flush(modstate *st) {
 
 static int mod_send(modstate *st, int kind, uint32_t id, PyObject *value) {
   struct actor__msg m;
+  struct sendbuf *b;
   msgpack_packer pk;
-  int r;
+  int r, rc = -1;
 
+  if (!mod_bound(st))
+    return -1;
+  b = sendbuf_take(st);
+  if (b == NULL) {
+    PyErr_NoMemory();
+    return -1;
+  }
   memset(&m, 0, sizeof(m));
   m.kind = kind;
   m.id = id;
   if (value != NULL) {
-    st->payload.len = 0;
-    st->payload.off = 0;
-    msgpack_packer_init(&pk, &st->payload, buf_write);
+    msgpack_packer_init(&pk, &b->payload, buf_write);
     if (actor__py_pack(&pk, value))
-      return -1;
-    m.payload = actor__buf_data(&st->payload);
-    m.payload_len = st->payload.len;
+      goto out;
+    m.payload = actor__buf_data(&b->payload);
+    m.payload_len = b->payload.len;
   }
-  r = actor__msg_encode(&st->out, &m, st->framer.max_frame);
+  r = actor__msg_encode(&b->out, &m, st->max_frame);
   if (r == ACTOR_E2BIG) {
-    PyErr_Format(PyExc_ValueError,
-                 "value of %zu bytes exceeds the maximum frame of %zu bytes",
-                 m.payload_len, st->framer.max_frame);
-    return -1;
+    /* One situation, one code: the parent gets ACTOR_E2BIG for the call
+     * (libactor_child answers with libactor.FrameTooBig), as from a C
+     * actor. */
+    PyErr_Format(st->too_big,
+                 "%s of %zu bytes exceeds the maximum frame of %zu bytes",
+                 kind == ACTOR__MSG_ITEM ? "stream item" : "return value",
+                 m.payload_len, st->max_frame);
+    goto out;
   }
   if (r) {
     PyErr_NoMemory();
-    return -1;
+    goto out;
   }
-  return mod_flush(st);
+  rc = mod_write(st, &b->out);
+out:
+  sendbuf_give(st, b);
+  return rc;
 }
 
 static int get_id(PyObject *o, uint32_t *id) {
@@ -173,10 +278,22 @@ static PyObject *mod_send_end(PyObject *m, PyObject *idobj) {
   Py_RETURN_NONE;
 }
 
+/* The length of the longest prefix of UTF-8 [p, p+n) that is at most
+ * `max` bytes and does not end inside a character. */
+static size_t utf8_cut(const char *p, size_t n, size_t max) {
+  if (n <= max)
+    return n;
+  n = max;
+  while (n > 0 && ((unsigned char)p[n] & 0xc0) == 0x80)
+    n--; /* p[n] continues a character: cut before its start */
+  return n;
+}
+
 static PyObject *mod_send_error(PyObject *m, PyObject *const *args,
                                 Py_ssize_t n) {
   modstate *st = mod_state(m);
   struct actor__msg msg;
+  struct sendbuf *b;
   const char *s[3];
   Py_ssize_t len[3];
   uint32_t id;
@@ -187,7 +304,7 @@ static PyObject *mod_send_error(PyObject *m, PyObject *const *args,
                     "send_error(id, type, message, traceback)");
     return NULL;
   }
-  if (get_id(args[0], &id))
+  if (get_id(args[0], &id) || !mod_bound(st))
     return NULL;
   for (i = 0; i < 3; i++) {
     s[i] = PyUnicode_AsUTF8AndSize(args[i + 1], &len[i]);
@@ -203,19 +320,25 @@ static PyObject *mod_send_error(PyObject *m, PyObject *const *args,
   msg.message.n = (size_t)len[1];
   msg.traceback.p = s[2];
   msg.traceback.n = (size_t)len[2];
-  r = actor__msg_encode(&st->out, &msg, st->framer.max_frame);
-  if (r == ACTOR_E2BIG) {
-    /* An error must get through: cut the traceback, then the message. */
-    msg.traceback.n = 0;
-    if (msg.type.n > 256)
-      msg.type.n = 256;
-    if (msg.message.n > st->framer.max_frame / 2)
-      msg.message.n = st->framer.max_frame / 2;
-    r = actor__msg_encode(&st->out, &msg, st->framer.max_frame);
-  }
-  if (r)
+  b = sendbuf_take(st);
+  if (b == NULL)
     return PyErr_NoMemory();
-  if (mod_flush(st))
+  r = actor__msg_encode(&b->out, &msg, st->max_frame);
+  if (r == ACTOR_E2BIG) {
+    /* An error must get through: cut the traceback, then the message —
+     * at a character boundary, so that what arrives is still UTF-8. */
+    msg.traceback.n = 0;
+    msg.type.n = utf8_cut(msg.type.p, msg.type.n, 256);
+    msg.message.n = utf8_cut(msg.message.p, msg.message.n, st->max_frame / 2);
+    r = actor__msg_encode(&b->out, &msg, st->max_frame);
+  }
+  if (r) {
+    sendbuf_give(st, b);
+    return PyErr_NoMemory();
+  }
+  r = mod_write(st, &b->out);
+  sendbuf_give(st, b);
+  if (r)
     return NULL;
   Py_RETURN_NONE;
 }
@@ -224,138 +347,198 @@ static PyObject *mod_send_error(PyObject *m, PyObject *const *args,
 /* Receiving                                                                */
 /* ======================================================================== */
 
-/* Decode one frame into st->got: a tuple (kind, id, ...). */
-static int mod_on_frame(void *arg, const char *body, size_t len) {
-  modstate *st = arg;
-  struct actor__msg m;
-  PyObject *v = NULL;
-  int r;
+/* The value of a CALL or ITEM, or the exception that stands for it: a
+ * payload that did not convert (too deep, an ext type...) or an oversized
+ * frame is that call's error, never the actor's. */
+static PyObject *msg_value(modstate *st, const struct actor__py_msg *msg) {
+  PyObject *v;
+  if (msg->flags & ACTOR__PY_MSG_OVERSIZE)
+    return PyObject_CallFunction(
+        st->too_big, "s",
+        msg->kind == ACTOR__MSG_CALL
+            ? "the call exceeds the maximum frame size"
+            : "a stream item exceeds the maximum frame size");
+  if (msg->payload == NULL)
+    Py_RETURN_NONE;
+  v = actor__py_unpack(msg->payload, msg->payload_len);
+  return v != NULL ? v : PyErr_GetRaisedException();
+}
 
-  r = actor__msg_decode(&m, body, len);
-  if (r || m.kind == ACTOR__MSG_HELLO || m.kind == ACTOR__MSG_RETURN ||
-      m.kind == ACTOR__MSG_ERROR) {
+/* A message as a tuple (kind, id, ...). */
+static PyObject *msg_to_py(modstate *st, const struct actor__py_msg *msg) {
+  PyObject *v, *fn;
+
+  if (msg->flags & ACTOR__PY_MSG_BAD) {
     PyErr_Format(PyExc_ValueError,
                  "protocol error: the parent sent %s (kind %d)",
-                 r ? actor_strerror(r) : "a child's message", m.kind);
-    st->bad = 1;
-    return 1;
-  }
-  switch (m.kind) {
-  case ACTOR__MSG_CALL:
-    v = actor__py_unpack(m.payload, m.payload_len);
-    if (v == NULL) {
-      /* Arguments we cannot take are that call's error, not the actor's:
-       * hand the exception to libactor_child, which answers the call. */
-      PyObject *exc = PyErr_GetRaisedException();
-      st->got = Py_BuildValue("(iIs#N)", m.kind, m.id, m.fn.p,
-                              (Py_ssize_t)m.fn.n, exc);
-    } else {
-      st->got = Py_BuildValue("(iIs#N)", m.kind, m.id, m.fn.p,
-                              (Py_ssize_t)m.fn.n, v);
-    }
-    break;
-  case ACTOR__MSG_ITEM:
-    v = actor__py_unpack(m.payload, m.payload_len);
-    if (v == NULL)
-      v = PyErr_GetRaisedException();
-    st->got = Py_BuildValue("(iIN)", m.kind, m.id, v);
-    break;
-  default: /* END, CANCEL, STOP */
-    st->got = Py_BuildValue("(iI)", m.kind, m.id);
-    break;
-  }
-  if (st->got == NULL)
-    st->bad = 1;
-  return 1; /* one message per recv() */
-}
-
-static int mod_on_oversize(void *arg, int kind, uint32_t id, uint64_t len) {
-  modstate *st = arg;
-  (void)len;
-  if (kind == ACTOR__MSG_CALL && id != 0)
-    st->got = Py_BuildValue(
-        "(iIsN)", ACTOR__MSG_CALL, id, "",
-        PyObject_CallFunction(PyExc_ValueError, "s",
-                              "the call exceeds the maximum frame size"));
-  else if (kind == ACTOR__MSG_ITEM && id != 0)
-    st->got = Py_BuildValue(
-        "(iIN)", ACTOR__MSG_ITEM, id,
-        PyObject_CallFunction(PyExc_ValueError, "s",
-                              "a stream item exceeds the maximum frame size"));
-  else
-    return 0; /* skipped */
-  if (st->got == NULL)
-    st->bad = 1;
-  return 1;
-}
-
-static const struct actor__framer_cbs mod_framer_cbs = {mod_on_frame,
-                                                        mod_on_oversize};
-
-/* recv(timeout=None) -> message tuple, or None when the wait ended without
- * one (timeout, or woken so that pending Python work — an injected
- * exception — can run).  EOFError when the parent is gone. */
-static PyObject *mod_recv(PyObject *m, PyObject *const *args, Py_ssize_t n) {
-  modstate *st = mod_state(m);
-  int tms = -1, r;
-  PyObject *got;
-
-  if (n > 1) {
-    PyErr_SetString(PyExc_TypeError, "recv(timeout=None)");
+                 msg->err == ACTOR_EBADKIND ? "a child's message"
+                                            : actor_strerror(msg->err),
+                 msg->kind);
     return NULL;
   }
-  if (n == 1 && args[0] != Py_None) {
+  switch (msg->kind) {
+  case ACTOR__MSG_CALL:
+    v = msg_value(st, msg);
+    if (v == NULL)
+      return NULL;
+    /* A name that is not UTF-8 matches no function: NoSuchFunction. */
+    fn = PyUnicode_DecodeUTF8(msg->fn ? msg->fn : "",
+                              (Py_ssize_t)msg->fn_len, "replace");
+    if (fn == NULL) {
+      Py_DECREF(v);
+      return NULL;
+    }
+    return Py_BuildValue("(iINN)", msg->kind, msg->id, fn, v);
+  case ACTOR__MSG_ITEM:
+    v = msg_value(st, msg);
+    if (v == NULL)
+      return NULL;
+    return Py_BuildValue("(iIN)", msg->kind, msg->id, v);
+  default: /* END, STOP */
+    return Py_BuildValue("(iI)", msg->kind, msg->id);
+  }
+}
+
+/* recv(timeout=None, call=0) -> message tuple, or None when the wait ended
+ * without one (timeout, or woken so that pending Python work — an injected
+ * exception — can run).  call=0: the next CALL or STOP, in order; call=N:
+ * the next stream ITEM/END of pending call N.  EOFError when the parent is
+ * gone and nothing is left. */
+static PyObject *mod_recv(PyObject *m, PyObject *const *args, Py_ssize_t n) {
+  modstate *st = mod_state(m);
+  struct actor__py_msg *msg = NULL;
+  uint32_t cid = 0;
+  int tms = -1, r;
+  PyObject *o;
+
+  if (n > 2) {
+    PyErr_SetString(PyExc_TypeError, "recv(timeout=None, call=0)");
+    return NULL;
+  }
+  if (n >= 1 && args[0] != Py_None) {
     double t = PyFloat_AsDouble(args[0]);
     if (t == -1.0 && PyErr_Occurred())
       return NULL;
+    if (t != t) {
+      PyErr_SetString(PyExc_ValueError, "recv: the timeout is NaN");
+      return NULL;
+    }
     tms = t <= 0 ? 0 : t > 86400 ? 86400000 : (int)(t * 1000);
   }
-  if (st->ep == NULL) {
-    PyErr_SetString(PyExc_RuntimeError, "_libactor is not bound to a parent");
-    return NULL;
+  if (n == 2) {
+    unsigned long v = PyLong_AsUnsignedLong(args[1]);
+    if (v == (unsigned long)-1 && PyErr_Occurred())
+      return NULL;
+    if (v > UINT32_MAX) {
+      PyErr_SetString(PyExc_ValueError, "call ids are 1..2**32-1");
+      return NULL;
+    }
+    cid = (uint32_t)v;
   }
-  for (;;) {
-    r = actor__framer_feed(&st->framer, &st->in, &mod_framer_cbs, st);
-    if (st->bad) {
-      st->bad = 0;
-      Py_CLEAR(st->got);
-      if (!PyErr_Occurred())
-        PyErr_SetString(PyExc_ValueError, "protocol error");
-      return NULL;
-    }
-    if (st->got != NULL) {
-      got = st->got;
-      st->got = NULL;
-      return got;
-    }
-    if (r < 0)
-      return PyErr_NoMemory();
-    Py_BEGIN_ALLOW_THREADS r = st->ep->read(st->ep, &st->in, tms);
-    Py_END_ALLOW_THREADS if (r == -ETIMEDOUT) Py_RETURN_NONE;
-    if (r == ACTOR_ECLOSED) {
-      PyErr_SetString(PyExc_EOFError, "the parent is gone");
-      return NULL;
-    }
-    if (r) {
-      errno = r < 0 && r > -4096 ? -r : EIO;
-      return PyErr_SetFromErrno(PyExc_OSError);
-    }
+  if (!mod_bound(st))
+    return NULL;
+  Py_BEGIN_ALLOW_THREADS;
+  r = actor__py_inbox_next(st->ib, cid, tms, &msg);
+  Py_END_ALLOW_THREADS;
+  switch (r) {
+  case 0:
+    o = msg_to_py(st, msg);
+    actor__py_msg_free(msg);
+    return o;
+  case ACTOR__PY_INJECT:
+    /* This thread read a CANCEL/STOP for the running call: it is attached
+     * to the actor's interpreter now, so it can deliver it. */
+    actor__py_inbox_inject(st->ib);
+    Py_RETURN_NONE;
+  case -ETIMEDOUT:
+    Py_RETURN_NONE;
+  case ACTOR_ECLOSED:
+    PyErr_SetString(PyExc_EOFError, "the parent is gone");
+    return NULL;
+  case -ENOENT:
+    PyErr_Format(PyExc_ValueError, "call %u is not pending", (unsigned)cid);
+    return NULL;
+  default:
+    errno = r < 0 && r > -4096 ? -r : EIO;
+    return PyErr_SetFromErrno(PyExc_OSError);
   }
 }
 
-/* pending() -> True when a message may be waiting (no blocking). */
+/* pending() -> True when a CALL or STOP is waiting (no blocking). */
 static PyObject *mod_pending(PyObject *m, PyObject *unused) {
   modstate *st = mod_state(m);
   (void)unused;
-  if (st->in.len > 0 || (st->ep != NULL && st->ep->pending(st->ep)))
+  if (st->ib != NULL && actor__py_inbox_pending(st->ib))
+    Py_RETURN_TRUE;
+  Py_RETURN_FALSE;
+}
+
+/* ======================================================================== */
+/* Running a call                                                           */
+/* ======================================================================== */
+
+/* call(id, f, *args) -> f(*args) as call `id`.  While it runs, a CANCEL
+ * of the call or a STOP raises Cancelled in this thread at the next
+ * bytecode boundary (inbox.c).  A call cancelled before it starts, or when
+ * the actor is stopping, raises Cancelled without running.  Either way the
+ * call's input queue is gone afterwards. */
+static PyObject *mod_call(PyObject *m, PyObject *const *args, Py_ssize_t n) {
+  modstate *st = mod_state(m);
+  PyObject *res;
+  uint32_t id;
+  int r, stopping;
+
+  if (n < 2) {
+    PyErr_SetString(PyExc_TypeError, "call(id, f, *args)");
+    return NULL;
+  }
+  if (get_id(args[0], &id) || !mod_bound(st))
+    return NULL;
+  r = actor__py_inbox_begin(st->ib, id, &stopping);
+  if (r == ACTOR_ECANCELED) {
+    PyErr_SetString(st->cancelled,
+                    stopping ? "the actor is stopping" : "call cancelled");
+    return NULL;
+  }
+  if (r) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "_libactor.call: another call is running");
+    return NULL;
+  }
+  res = PyObject_Vectorcall(args[1], args + 2, (size_t)(n - 2), NULL);
+  /* No bytecode between the return and this: see inbox.c. */
+  actor__py_inbox_end(st->ib);
+  return res;
+}
+
+/* forget(id): call `id` is answered without running; its queue goes
+ * (call() drops it itself). */
+static PyObject *mod_forget(PyObject *m, PyObject *idobj) {
+  modstate *st = mod_state(m);
+  uint32_t id;
+  if (get_id(idobj, &id) || !mod_bound(st))
+    return NULL;
+  actor__py_inbox_forget(st->ib, id);
+  Py_RETURN_NONE;
+}
+
+/* stopping() -> True once STOP (or the parent's end) has been seen. */
+static PyObject *mod_stopping(PyObject *m, PyObject *unused) {
+  modstate *st = mod_state(m);
+  (void)unused;
+  if (st->ib != NULL && actor__py_inbox_stopping(st->ib))
     Py_RETURN_TRUE;
   Py_RETURN_FALSE;
 }
 
 static PyMethodDef mod_methods[] = {
     {"recv", (PyCFunction)(void (*)(void))mod_recv, METH_FASTCALL,
-     "recv(timeout=None) -> (kind, id, ...) or None"},
+     "recv(timeout=None, call=0) -> (kind, id, ...) or None"},
     {"pending", mod_pending, METH_NOARGS, "pending() -> bool"},
+    {"call", (PyCFunction)(void (*)(void))mod_call, METH_FASTCALL,
+     "call(id, f, *args) -> f(*args), cancellable"},
+    {"forget", mod_forget, METH_O, "forget(id)"},
+    {"stopping", mod_stopping, METH_NOARGS, "stopping() -> bool"},
     {"send_return", (PyCFunction)(void (*)(void))mod_send_return,
      METH_FASTCALL, "send_return(id, value)"},
     {"send_item", (PyCFunction)(void (*)(void))mod_send_item, METH_FASTCALL,
@@ -380,8 +563,8 @@ static struct PyModuleDef mod_def = {
     sizeof(modstate),
     mod_methods,
     mod_slots,
-    NULL,
-    NULL,
+    mod_traverse,
+    mod_clear,
     mod_free,
 };
 
@@ -417,10 +600,12 @@ static PyObject *make_raw_module(struct actor__py_run *run) {
   }
   st = mod_state(m);
   st->ep = run->ep;
-  st->framer.max_frame = run->max_frame;
+  st->ib = run->ib;
+  st->max_frame = run->max_frame;
   if (PyModule_AddStringConstant(m, "name", run->name) ||
       PyModule_AddStringConstant(m, "backend", run->backend) ||
       PyModule_AddIntConstant(m, "max_frame", (long)run->max_frame) ||
+      PyModule_AddIntConstant(m, "guard_exits", run->guard_exits) ||
       set_module("_libactor", m)) {
     Py_DECREF(m);
     return NULL;
@@ -428,22 +613,28 @@ static PyObject *make_raw_module(struct actor__py_run *run) {
   return m;
 }
 
-static int install_modules(struct actor__py_run *run) {
+/* _libactor, then libactor_child (which guards os._exit if asked).  The
+ * raw module is returned (a new reference): the runner keeps it, so its
+ * state outlives anything actor code does to sys.modules. */
+static PyObject *install_modules(struct actor__py_run *run) {
   PyObject *raw, *code, *mod;
 
   raw = make_raw_module(run);
   if (raw == NULL)
-    return -1;
-  Py_DECREF(raw); /* sys.modules keeps it */
+    return NULL;
   code = Py_CompileString(actor__child_py, "<libactor_child>", Py_file_input);
-  if (code == NULL)
-    return -1;
+  if (code == NULL) {
+    Py_DECREF(raw);
+    return NULL;
+  }
   mod = PyImport_ExecCodeModule("libactor_child", code);
   Py_DECREF(code);
-  if (mod == NULL)
-    return -1;
+  if (mod == NULL) {
+    Py_DECREF(raw);
+    return NULL;
+  }
   Py_DECREF(mod);
-  return 0;
+  return raw;
 }
 
 static int prepend_paths(char *const *paths) {
@@ -513,10 +704,10 @@ static void report_exception(PyObject *exc, char *how, size_t n) {
 }
 
 int actor__py_run_actor(struct actor__py_run *run) {
-  PyObject *mod = NULL, *fn = NULL, *res = NULL, *exc;
+  PyObject *raw = NULL, *mod = NULL, *fn = NULL, *res = NULL, *exc;
   char modname[512];
   const char *colon = strchr(run->entry, ':');
-  int status = 1;
+  int status = 1, watching = 0, r;
 
   run->how[0] = '\0';
   run->interrupted = 0;
@@ -527,11 +718,19 @@ int actor__py_run_actor(struct actor__py_run *run) {
   memcpy(modname, run->entry, (size_t)(colon - run->entry));
   modname[colon - run->entry] = '\0';
 
-  if (install_modules(run) || prepend_paths(run->paths))
+  raw = install_modules(run);
+  if (raw == NULL || prepend_paths(run->paths))
     goto failed;
+  r = actor__py_inbox_start(run->ib, mod_state(raw)->cancelled);
+  if (r) {
+    errno = -r;
+    PyErr_SetFromErrno(PyExc_OSError);
+    goto failed;
+  }
+  watching = 1;
   if (send_hello(run)) {
     snprintf(run->how, sizeof(run->how), "could not say hello: parent gone");
-    return 1;
+    goto done;
   }
   mod = PyImport_ImportModule(modname);
   if (mod == NULL)
@@ -570,8 +769,13 @@ failed:
   Py_XDECREF(exc);
 
 done:
+  /* The watcher goes before the interpreter does; what actor threads send
+   * from now on still reaches the parent (the endpoint stays). */
+  if (watching)
+    actor__py_inbox_stop(run->ib);
   Py_XDECREF(res);
   Py_XDECREF(fn);
   Py_XDECREF(mod);
+  Py_XDECREF(raw);
   return status;
 }

@@ -12,15 +12,18 @@
  * — in a condition variable after a short spin.
  *
  * Teardown, every step bounded, the loop never blocked:
- *   STOP          the actor's serve() returns; the entry ends; the thread
- *                 ends the interpreter and reports through a uv_async.
+ *   STOP          the running call gets libactor_child.Cancelled, even in
+ *                 a busy loop (the inbox's watcher, inbox.c); serve()
+ *                 returns; the entry ends; the thread ends the interpreter
+ *                 and reports through a uv_async.
  *   SIGTERM-like  (after the graceful deadline) interrupt: a short-lived
  *                 thread attaches a thread state of the actor's interpreter
  *                 (waiting for that interpreter's GIL, not ours), injects
  *                 KeyboardInterrupt into the actor thread with
  *                 PyThreadState_SetAsyncExc — which only looks at the
  *                 threads of the *current* interpreter, hence the extra
- *                 thread state — and wakes the actor if it waits for input.
+ *                 thread state — through the inbox (no Cancelled replaces
+ *                 it), which wakes the actor if it waits for input.
  *   SIGKILL-like  the same again.  An exception cannot interrupt a blocking
  *                 C call (time.sleep), so:
  *   abandoned     after the kill deadline the runtime stops waiting: the
@@ -68,7 +71,9 @@ struct subint_shared {
   int mode;
   /* under mu */
   int go, abort_start;
+  int killed; /* a kill came before the interpreter existed */
   PyInterpreterState *interp; /* while interrupters may attach */
+  struct actor__py_inbox *ib;  /* published with interp */
   unsigned long tid;
   int ending;
   int interrupters;
@@ -126,17 +131,21 @@ static void thread_finish(struct subint_shared *sh, int status) {
 static void *subint_thread(void *arg) {
   struct subint_shared *sh = arg;
   PyThreadState *main_ts, *ts = NULL;
-  struct actor__py_ep ep;
+  struct actor__py_ep *ep;
+  struct actor__py_inbox *ib;
   struct actor__py_run run;
   PyStatus st;
-  int status = 1;
+  int status = 1, killed;
 
   pthread_mutex_lock(&sh->mu);
   while (!sh->go)
     pthread_cond_wait(&sh->cv, &sh->mu);
+  killed = sh->killed;
   pthread_mutex_unlock(&sh->mu);
-  if (sh->abort_start) {
-    snprintf(sh->how, sizeof(sh->how), "never started");
+  if (sh->abort_start || killed) {
+    snprintf(sh->how, sizeof(sh->how),
+             killed ? "killed before it started" : "never started");
+    actor__inproc_child_close(sh->ip);
     thread_finish(sh, 1);
     return NULL;
   }
@@ -177,22 +186,45 @@ static void *subint_thread(void *arg) {
     thread_finish(sh, 1);
     return NULL;
   }
-  /* `ts` (ours) is current; main_ts is detached. */
+  /* `ts` (ours) is current; main_ts is detached.  The inbox (and its
+   * endpoint) outlives the run: interrupters use it while they are
+   * counted, and the actor's threads until the interpreter ends. */
+  ep = malloc(sizeof(*ep));
+  ib = NULL;
+  if (ep != NULL) {
+    actor__py_ep_inproc(ep, sh->ip);
+    ib = actor__py_inbox_new(ep, sh->max_frame);
+  }
+  memset(&run, 0, sizeof(run));
   pthread_mutex_lock(&sh->mu);
-  sh->interp = PyThreadState_GetInterpreter(ts);
-  sh->tid = PyThread_get_thread_ident();
+  /* A kill that came while the interpreter was being made: the actor
+   * never starts (no HELLO; its calls fail), as a process killed before
+   * it ran. */
+  killed = sh->killed;
+  if (!killed && ib != NULL) {
+    sh->interp = PyThreadState_GetInterpreter(ts);
+    sh->tid = PyThread_get_thread_ident();
+    sh->ib = ib;
+  }
   pthread_mutex_unlock(&sh->mu);
 
-  actor__py_ep_inproc(&ep, sh->ip);
-  memset(&run, 0, sizeof(run));
-  run.ep = &ep;
-  run.entry = sh->entry;
-  run.paths = sh->paths;
-  run.name = sh->name;
-  run.backend = "subint";
-  run.max_frame = sh->max_frame;
-  status = actor__py_run_actor(&run);
-  ep.close(&ep); /* EOF for the parent */
+  if (killed || ib == NULL) {
+    snprintf(run.how, sizeof(run.how), "%s",
+             killed ? "killed before it started" : "out of memory");
+  } else {
+    run.ep = ep;
+    run.ib = ib;
+    run.entry = sh->entry;
+    run.paths = sh->paths;
+    run.name = sh->name;
+    run.backend = "subint";
+    run.max_frame = sh->max_frame;
+    /* The process is the host's: os._exit() must not end it.  Legacy
+     * interpreters may fork, and a forked child needs the real one. */
+    run.guard_exits = sh->mode == ACTOR_SUBINT_ISOLATED;
+    status = actor__py_run_actor(&run);
+  }
+  actor__inproc_child_close(sh->ip); /* EOF for the parent */
 
   /* No interrupter may be attached when the interpreter ends. */
   Py_BEGIN_ALLOW_THREADS;
@@ -201,6 +233,7 @@ static void *subint_thread(void *arg) {
   while (sh->interrupters > 0)
     pthread_cond_wait(&sh->cv, &sh->mu);
   sh->interp = NULL;
+  sh->ib = NULL;
   pthread_mutex_unlock(&sh->mu);
   Py_END_ALLOW_THREADS;
   /* An interrupt that came too late must not fire during teardown. */
@@ -209,6 +242,10 @@ static void *subint_thread(void *arg) {
   snprintf(sh->how, sizeof(sh->how), "%s", run.how);
   sh->interrupted = run.interrupted;
   Py_EndInterpreter(ts);
+  /* Only now: the actor's threads could send until the interpreter
+   * ended.  One still inside keeps the inbox, and the channel with it. */
+  if (actor__py_inbox_free(ib) == -EBUSY)
+    actor__inproc_ref(sh->ip);
 
   PyEval_RestoreThread(main_ts);
   PyThreadState_Clear(main_ts);
@@ -234,15 +271,14 @@ static void *interrupter_thread(void *arg) {
   if (ts != NULL) {
     PyEval_RestoreThread(ts); /* that interpreter's GIL */
     pthread_mutex_lock(&sh->mu);
-    if (!sh->ending)
-      PyThreadState_SetAsyncExc(tid, PyExc_KeyboardInterrupt);
+    /* Through the inbox: it wins over a Cancelled the inbox injected, and
+     * a child waiting for input returns to Python, where it lands. */
+    if (!sh->ending && sh->ib != NULL)
+      actor__py_inbox_interrupt(sh->ib, tid, PyExc_KeyboardInterrupt);
     pthread_mutex_unlock(&sh->mu);
     PyThreadState_Clear(ts);
     PyThreadState_DeleteCurrent();
   }
-  /* A child waiting for input returns to Python, where the exception
-   * lands. */
-  actor__inproc_wake(sh->ip);
   pthread_mutex_lock(&sh->mu);
   sh->interrupters--;
   pthread_cond_broadcast(&sh->cv);
@@ -262,10 +298,15 @@ static int subint_signal(void *st, int how) {
   if (sh == NULL)
     return -ESRCH;
   pthread_mutex_lock(&sh->mu);
-  if (sh->ending || sh->finished || sh->interp == NULL) {
+  if (sh->finished || sh->ending || sh->interp == NULL) {
+    /* Decided under the mutex (the thread may finish at any moment).  No
+     * interpreter yet: the thread has not started the actor, and now
+     * never will. */
+    r = sh->finished ? -ESRCH : 0;
+    if (!sh->finished && !sh->ending)
+      sh->killed = 1;
     pthread_mutex_unlock(&sh->mu);
-    actor__inproc_wake(sh->ip);
-    return sh->finished ? -ESRCH : 0;
+    return r;
   }
   sh->interrupters++;
   atomic_fetch_add(&sh->refs, 1);
@@ -335,7 +376,9 @@ static void subint_close(void *st) {
   if (sh != NULL) {
     pthread_mutex_lock(&sh->mu);
     finished = sh->finished;
-    aborted = sh->abort_start;
+    /* A start aborted or killed before the actor ran ends by itself,
+     * promptly: not abandoned, even if the runtime stops waiting first. */
+    aborted = sh->abort_start || sh->killed;
     sh->done = NULL; /* the thread must not touch the handle from now on */
     pthread_mutex_unlock(&sh->mu);
   }
@@ -349,7 +392,7 @@ static void subint_close(void *st) {
       /* The runtime gave up on it (abandoned).  It keeps its reference to
        * the shared block and frees it if it ever finishes. */
       pthread_detach(si->thread);
-      if (!aborted) /* an aborted start ends by itself, promptly */
+      if (!aborted)
         atomic_fetch_add(&abandoned_threads, 1);
     }
   }
@@ -388,6 +431,19 @@ static int subint_start(void *st, actor *a, const actor_opts *o) {
   int r;
 
   si->a = a;
+  /* A C host that holds the GIL while it runs the loop would starve every
+   * actor thread (each must take the main interpreter's GIL to create its
+   * interpreter), until the actors are abandoned.  PyGILState_Check()
+   * cannot tell (it answers 1 once any sub-interpreter exists); an
+   * attached thread state on this thread can. */
+  if (Py_IsInitialized() && PyThreadState_GetUnchecked() != NULL) {
+    actor__seterr(a->rt,
+                  "subint: the calling thread holds a Python thread state "
+                  "(the GIL): release it while the loop runs "
+                  "(PyEval_SaveThread() or Py_BEGIN_ALLOW_THREADS), or no "
+                  "subint actor can start");
+    return ACTOR_ESTATE;
+  }
   r = actor__py_ensure(&why);
   if (r) {
     actor__seterr(a->rt, "subint: %s", why);

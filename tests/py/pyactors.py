@@ -1,5 +1,6 @@
-"""Python actors for the test suite (tests/test_subint.c)."""
+"""Python actors for the test suite (tests/test_subint.c, test_pyactor.c)."""
 import os
+import threading
 import time
 
 import libactor_child as actor
@@ -59,8 +60,147 @@ def nap(seconds):
     return seconds
 
 
-FUNCTIONS = {f.__name__: f for f in (add, count, echo, fail, identity, big_int,
-                                     a_set, single_phase, info, spin, nap)}
+def spin_stubborn():
+    """Swallows every Cancelled: only the runtime's interrupt ends it."""
+    while True:
+        try:
+            while True:
+                pass
+        except actor.Cancelled:
+            pass
+
+
+def spin_then_return():
+    """Catches its cancellation and answers anyway."""
+    try:
+        while True:
+            pass
+    except actor.Cancelled as c:
+        return "cancelled: " + (str(c) or "-")
+
+
+def spin_after_item():
+    """A generator that streams once, then computes for ever."""
+    yield 1
+    while True:
+        pass
+
+
+@actor.duplex
+def echo_then_spin(call):
+    """Reads (and echoes) one item, then computes for ever."""
+    for item in call:
+        call.send(item)
+        break
+    while True:
+        pass
+
+
+def busy(ms):
+    """Pure Python for `ms` milliseconds."""
+    end = time.monotonic() + ms / 1000.0
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    return n
+
+
+@actor.duplex
+def threads_send(call, nthreads, per_thread):
+    """nthreads threads stream per_thread items each: t * 1000000 + i."""
+    def work(t):
+        for i in range(per_thread):
+            call.send(t * 1000000 + i)
+
+    ts = [threading.Thread(target=work, args=(t,)) for t in range(nthreads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return nthreads * per_thread
+
+
+@actor.duplex
+def threads_and_yield(call, nthreads, per_thread):
+    """Thread 0 is this generator (it yields); the others call.send()."""
+    def work(t):
+        for i in range(per_thread):
+            call.send(t * 1000000 + i)
+
+    ts = [threading.Thread(target=work, args=(t,)) for t in range(1, nthreads)]
+    for t in ts:
+        t.start()
+    for i in range(per_thread):
+        yield i
+    for t in ts:
+        t.join()
+    return nthreads * per_thread
+
+
+def big_return(n):
+    return b"x" * n
+
+
+def big_item(n):
+    yield 1
+    yield b"x" * n
+    yield 2
+
+
+def nested(depth):
+    x = []
+    for _ in range(depth - 1):
+        x = [x]
+    return x
+
+
+def depth_of(v):
+    d = 0
+    while isinstance(v, list):
+        d += 1
+        if not v:
+            break
+        v = v[0]
+    return d
+
+
+def fail_long(n):
+    """An error whose message is n two-byte characters after one ASCII one
+    (so that half a frame ends inside a character)."""
+    raise ValueError("x" + "\u00e9" * n)
+
+
+def hard_exit(status):
+    os._exit(status)
+
+
+def exit_raises(status):
+    try:
+        os._exit(status)
+    except SystemExit as e:
+        import posix
+        try:
+            posix._exit(status)
+        except SystemExit:
+            pass
+        return "raised SystemExit(%r)" % (e.code,)
+    return "returned"
+
+
+def abort_raises():
+    try:
+        os.abort()
+    except SystemExit as e:
+        return str(e.code)
+    return "returned"
+
+
+FUNCTIONS = {f.__name__: f for f in (
+    add, count, echo, fail, identity, big_int, a_set, single_phase, info,
+    spin, nap, spin_stubborn, spin_then_return, spin_after_item,
+    busy, echo_then_spin, threads_send, threads_and_yield, big_return,
+    big_item, nested, depth_of, fail_long, hard_exit, exit_raises,
+    abort_raises)}
 
 
 def main():
