@@ -564,19 +564,40 @@ static void pyactor_oversized_return_is_e2big_on_subproc(void **state) {
 
 /* ---- 6: nesting beyond the limit is the call's error ---------------------------- */
 
-static void pyactor_return_nested_513_deep_is_the_calls_error(void **state) {
+/* One situation, one code: a value nested deeper than 512 levels fails
+ * the call with ACTOR_EDEPTH from a Python actor as from a C one
+ * (libactor.TooDeep), and 512 levels pass both ways. */
+static void pyactor_return_nested_513_deep_fails_that_call_with_edepth(
+    void **state) {
+  static char deep[600];
   struct ts t;
   struct ts_exit ex;
-  struct ts_call r;
+  struct ts_call r, e;
   int64_t d = 513;
   actor *a;
+  int i;
 
   ts_start(&t);
   a = pyh_spawn(&t, "pyactors:main", "subint", ACTOR_SUBINT_ISOLATED, &ex);
   call_wait(&t, a, "nested", &d, 1, &r, 10000);
-  TH_ERR(r.status, ACTOR_EREMOTE);
-  assert_string_equal(r.etype, "ValueError");
+  TH_ERR(r.status, ACTOR_EDEPTH);
+  assert_string_equal(r.etype, "libactor.TooDeep");
   assert_non_null(strstr(r.emsg, "more than 512 levels"));
+  ts_call_fini(&r);
+  /* 512 levels both ways: a return value, and arguments (the args array
+   * itself is the first level: identity gets 511 arrays around 1). */
+  d = 512;
+  call_wait(&t, a, "nested", &d, 1, &r, 10000);
+  TH_OK(r.status);
+  ts_call_fini(&r);
+  for (i = 0; i < 512; i++)
+    deep[i] = (char)0x91;
+  deep[512] = 0x01;
+  ts_call_init(&e);
+  TH_OK(actor_call_start(a, "identity", deep, 513, ts_call_cb, &e, NULL));
+  ts_wait(&t, &e.done, 10000);
+  TH_OK(e.status);
+  ts_call_fini(&e);
   still_serves(&t, a);
   stops_cleanly(&t, a, &ex);
   ts_finish(&t);
@@ -821,7 +842,7 @@ static int run_all(void) {
       TH_TEST(pyactor_oversized_return_is_e2big_on_subint),
       TH_TEST(pyactor_oversized_return_is_e2big_on_subproc),
       TH_TEST(pyactor_huge_error_is_cut_at_a_character_boundary),
-      TH_TEST(pyactor_return_nested_513_deep_is_the_calls_error),
+      TH_TEST(pyactor_return_nested_513_deep_fails_that_call_with_edepth),
       TH_TEST(subint_kill_before_start_prevents_the_start),
       TH_TEST(subint_term_before_start_prevents_the_start),
       TH_TEST(subint_spawn_refused_while_the_caller_holds_the_gil),

@@ -34,7 +34,8 @@
  *
  * Nesting.  Both directions accept values nested up to ACTOR__MAX_DEPTH
  * (512) arrays/maps deep, the protocol's limit (proto/codec.h): the
- * outermost container is depth 1.  A deeper value is a ValueError naming
+ * outermost container is depth 1.  A deeper value is a ValueError —
+ * libactor_child.TooDeep where that module is loaded — naming
  * the limit — "value nested too deeply for msgpack (more than 512 levels,
  * libactor's limit ...)" when encoding (it also stops a self-referencing
  * container: l = []; l.append(l)), "msgpack value nested deeper than 512
@@ -184,19 +185,44 @@ static int conv__pack_bin(msgpack_packer *pk, const char *p, Py_ssize_t n) {
 
 /* Entering a container at `depth` (the number of containers around it),
  * encoding (`to`) or decoding. */
+/* The exception for a value nested too deeply: libactor_child.TooDeep (a
+ * ValueError) when this interpreter's _libactor is loaded, so that the
+ * parent gets ACTOR_EDEPTH as from a C actor; ValueError otherwise.  A new
+ * reference.  Looked up only on that error, never on the hot path. */
+static PyObject *conv__too_deep_type(void) {
+  PyObject *name, *mod = NULL, *t = NULL;
+  name = PyUnicode_FromString("_libactor");
+  if (name != NULL) {
+    mod = PyImport_GetModule(name);
+    Py_DECREF(name);
+  }
+  if (mod != NULL) {
+    t = PyObject_GetAttrString(mod, "TooDeep");
+    Py_DECREF(mod);
+  }
+  if (t == NULL || !PyExceptionClass_Check(t)) {
+    PyErr_Clear();
+    Py_XDECREF(t);
+    t = Py_NewRef(PyExc_ValueError);
+  }
+  return t;
+}
+
 static int conv__enter(int depth, int to) {
   if (depth >= CONV_MAX_DEPTH) {
+    PyObject *t = conv__too_deep_type();
     if (to)
-      PyErr_Format(PyExc_ValueError,
+      PyErr_Format(t,
                    "value nested too deeply for msgpack (more than %d "
                    "levels, libactor's limit; a container that contains "
                    "itself?)",
                    CONV_MAX_DEPTH);
     else
-      PyErr_Format(PyExc_ValueError,
+      PyErr_Format(t,
                    "msgpack value nested deeper than %d levels (libactor's "
                    "limit)",
                    CONV_MAX_DEPTH);
+    Py_DECREF(t);
     return -1;
   }
   return Py_EnterRecursiveCall(to ? CONV_TO : CONV_FROM);

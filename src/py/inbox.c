@@ -252,6 +252,23 @@ static int on_frame(void *arg, const char *body, size_t len) {
   int r;
 
   r = actor__msg_decode(&d, body, len);
+  if (r == ACTOR_EDEPTH &&
+      (d.kind == ACTOR__MSG_CALL || d.kind == ACTOR__MSG_ITEM)) {
+    /* Well formed, too deep: that call's error (TooDeep), not the actor's
+     * end.  Only the function name is kept (protocol.md §3.1). */
+    m = msg_new(d.kind, d.id, d.fn.n);
+    if (m == NULL)
+      return bad_frame(ib, d.kind, d.id, -ENOMEM);
+    m->flags = ACTOR__PY_MSG_DEEP;
+    if (d.kind == ACTOR__MSG_CALL) {
+      copy = (char *)(m + 1);
+      memcpy(copy, d.fn.p, d.fn.n);
+      m->fn = copy;
+      m->fn_len = d.fn.n;
+    }
+    parsed_add(ib, m);
+    return 0;
+  }
   if (r)
     return bad_frame(ib, d.kind, d.id, r);
   switch (d.kind) {

@@ -49,7 +49,9 @@ Receiving (iterating a duplex call) is for one thread at a time per call.
 
 A value that does not fit in a frame (libactor_child.max_frame) raises
 FrameTooBig (a ValueError) where it is sent; unhandled, the call fails with
-ACTOR_E2BIG at the parent and the actor keeps serving.
+ACTOR_E2BIG at the parent and the actor keeps serving.  A value nested
+deeper than 512 arrays/maps raises TooDeep (a ValueError) the same way, and
+the parent gets ACTOR_EDEPTH.
 """
 
 import _libactor
@@ -64,12 +66,13 @@ name = _libactor.name
 backend = _libactor.backend
 max_frame = _libactor.max_frame
 
-__all__ = ["Cancelled", "FrameTooBig", "Call", "duplex", "serve", "name",
+__all__ = ["Cancelled", "FrameTooBig", "TooDeep", "Call", "duplex", "serve", "name",
            "backend", "max_frame"]
 
 # Defined in C (one per interpreter), so that the runtime can inject them.
 Cancelled = _libactor.Cancelled
 FrameTooBig = _libactor.FrameTooBig
+TooDeep = _libactor.TooDeep
 
 
 def _guard_process_exits():
@@ -151,6 +154,8 @@ def _errtype(exc):
     """The ERROR type the parent maps to a code (docs/protocol.md)."""
     if isinstance(exc, FrameTooBig):
         return "libactor.FrameTooBig"
+    if isinstance(exc, TooDeep):
+        return "libactor.TooDeep"
     if isinstance(exc, Cancelled):
         return "libactor.Cancelled"
     return _qualname(exc)
@@ -216,7 +221,7 @@ def _run(functions, cid, fname, args):
         # also drops the call's input queue when it ends.
         result = _libactor.call(cid, _invoke, cid, fn, pos, kw, duplex)
         _libactor.send_return(cid, result)
-    except (Cancelled, FrameTooBig) as e:
+    except (Cancelled, FrameTooBig, TooDeep) as e:
         _fail(cid, e, False)
     except (KeyboardInterrupt, SystemExit, EOFError):
         raise  # the runtime's interrupt, an exit, or the parent is gone

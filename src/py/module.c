@@ -44,6 +44,7 @@ typedef struct {
   size_t max_frame;
   PyObject *cancelled; /* libactor_child.Cancelled */
   PyObject *too_big;   /* libactor_child.FrameTooBig */
+  PyObject *too_deep;  /* libactor_child.TooDeep */
   pthread_mutex_t bmu;
   int bmu_ok;
   struct sendbuf *spare;
@@ -70,9 +71,15 @@ static int mod_exec(PyObject *m) {
       "A value does not fit in the maximum frame (the parent gets "
       "ACTOR_E2BIG).",
       PyExc_ValueError, NULL);
-  if (st->cancelled == NULL || st->too_big == NULL ||
+  st->too_deep = PyErr_NewExceptionWithDoc(
+      "libactor_child.TooDeep",
+      "A value nests deeper than 512 arrays/maps (the parent gets "
+      "ACTOR_EDEPTH).",
+      PyExc_ValueError, NULL);
+  if (st->cancelled == NULL || st->too_big == NULL || st->too_deep == NULL ||
       PyModule_AddObjectRef(m, "Cancelled", st->cancelled) ||
-      PyModule_AddObjectRef(m, "FrameTooBig", st->too_big))
+      PyModule_AddObjectRef(m, "FrameTooBig", st->too_big) ||
+      PyModule_AddObjectRef(m, "TooDeep", st->too_deep))
     return -1;
   return 0;
 }
@@ -83,6 +90,7 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg) {
     return 0;
   Py_VISIT(st->cancelled);
   Py_VISIT(st->too_big);
+  Py_VISIT(st->too_deep);
   return 0;
 }
 
@@ -92,6 +100,7 @@ static int mod_clear(PyObject *m) {
     return 0;
   Py_CLEAR(st->cancelled);
   Py_CLEAR(st->too_big);
+  Py_CLEAR(st->too_deep);
   return 0;
 }
 
@@ -358,6 +367,12 @@ static PyObject *msg_value(modstate *st, const struct actor__py_msg *msg) {
         msg->kind == ACTOR__MSG_CALL
             ? "the call exceeds the maximum frame size"
             : "a stream item exceeds the maximum frame size");
+  if (msg->flags & ACTOR__PY_MSG_DEEP)
+    return PyObject_CallFunction(
+        st->too_deep, "s",
+        msg->kind == ACTOR__MSG_CALL
+            ? "the call's arguments nest deeper than 512 levels"
+            : "a stream item nests deeper than 512 levels");
   if (msg->payload == NULL)
     Py_RETURN_NONE;
   v = actor__py_unpack(msg->payload, msg->payload_len);

@@ -104,7 +104,8 @@ struct actor__py_inbox;
 
 enum {
   ACTOR__PY_MSG_OVERSIZE = 1, /* the frame exceeded max_frame (no payload) */
-  ACTOR__PY_MSG_BAD = 2       /* malformed, or not a parent's message */
+  ACTOR__PY_MSG_BAD = 2,      /* malformed, or not a parent's message */
+  ACTOR__PY_MSG_DEEP = 4      /* well formed, nested deeper than 512 */
 };
 /* One message, decoded in place: fn and payload point into it. */
 struct actor__py_msg {

@@ -293,6 +293,8 @@ static int actor__map_error_type(const struct actor__str *t) {
     return ACTOR_E2BIG;
   if (IS(ACTOR__ERRTYPE_BADFRAME))
     return ACTOR_EBADFRAME;
+  if (IS(ACTOR__ERRTYPE_TOODEEP))
+    return ACTOR_EDEPTH;
   return ACTOR_EREMOTE;
 #undef IS
 }
