@@ -6,7 +6,8 @@
  * channel is one end of a socketpair and this harness is the child at the
  * other end.  Per input, with a fresh loop and runtime:
  *
- *   byte 0: flags (below); the rest: what the "child" sends.
+ *   byte 0: flags, byte 1: re-entrancy flags (below); the rest: what the
+ *   "child" sends.
  *   1. spawn, and start call 1 ("f", args [1]) and, with FL_CALL2, call 2
  *      ("g", a two-way call); both are queued until HELLO;
  *   2. with FL_HELLO, a valid HELLO goes first, so that half the inputs
@@ -18,6 +19,12 @@
  *      FL_STOP), then the child "exits" (or is killed, FL_KILL) and closes
  *      its end; the loop runs until the exit callback;
  *   5. the runtime is closed and freed and the loop closed.
+ *
+ * Re-entrancy flags make the host call back into the library from inside
+ * its callbacks, as hosts do: from call 1's DONE, send on, cancel, or
+ * start another call; from an ITEM, stop or kill the actor or cancel that
+ * very call; from HELLO, start a call; from the exit callback, close the
+ * runtime.
  *
  * Checked on every input besides ASan/UBSan/LSan: each call ends DONE
  * exactly once and nothing follows its DONE; the exit callback runs once;
@@ -43,7 +50,23 @@ enum {
   FL_KILL = 1 << 7,   /* the child is SIGKILLed instead of exiting */
 };
 
+enum {
+  RE_DONE_SEND = 1 << 0,   /* call 1's DONE: an item and END on call 2 */
+  RE_DONE_CANCEL = 1 << 1, /* call 1's DONE: cancel call 2 */
+  RE_DONE_START = 1 << 2,  /* call 1's DONE: start call 4 */
+  RE_ITEM_STOP = 1 << 3,   /* any ITEM: actor_stop */
+  RE_ITEM_KILL = 1 << 4,   /* any ITEM: actor_kill (SIGTERM) */
+  RE_ITEM_CANCEL = 1 << 5, /* any ITEM: cancel that call */
+  RE_HELLO_START = 1 << 6, /* HELLO: start call 3 */
+  RE_EXIT_CLOSE = 1 << 7,  /* exit callback: actor_rt_close */
+};
+
+#define FZ_CALLS 4
+
+struct fz_world;
+
 struct fz_call {
+  struct fz_world *w;
   actor_call *c; /* until DONE */
   int started;
   int done, status;
@@ -52,17 +75,24 @@ struct fz_call {
 };
 
 struct fz_world {
-  struct fz_call call[2];
+  struct fz_call call[FZ_CALLS];
+  unsigned re; /* re-entrancy flags */
+  actor_rt *rt;
+  actor *a; /* until the exit callback */
   int hello, hello_status;
   int exited, exit_error;
   char reason[160];
   int rt_closed;
 };
 
+static const char fz_item[] = {0x2a}; /* 42 */
+
+static void fz_start(struct fz_world *w, int i, const char *fn);
+
 static void fz_on_call(actor_call *c, int ev, int status, const char *data,
                        size_t len, void *arg) {
   struct fz_call *fc = arg;
-  (void)c;
+  struct fz_world *w = fc->w;
   (void)status;
   if (fc->done)
     fc->after_done++;
@@ -70,6 +100,12 @@ static void fz_on_call(actor_call *c, int ev, int status, const char *data,
   case ACTOR_EV_ITEM:
     FZ_CHECK(data != NULL || len == 0);
     fc->items++;
+    if ((w->re & RE_ITEM_CANCEL) && fc->c != NULL)
+      actor_call_cancel(fc->c);
+    if ((w->re & RE_ITEM_STOP) && w->a != NULL)
+      actor_stop(w->a);
+    if ((w->re & RE_ITEM_KILL) && w->a != NULL)
+      actor_kill(w->a, 0);
     break;
   case ACTOR_EV_END:
     fc->ends++;
@@ -82,17 +118,32 @@ static void fz_on_call(actor_call *c, int ev, int status, const char *data,
     fc->done++;
     fc->status = status;
     fc->c = NULL;
+    if (fc != &w->call[0])
+      break;
+    if ((w->re & RE_DONE_SEND) && w->call[1].c != NULL) {
+      actor_call_send(w->call[1].c, fz_item, sizeof(fz_item));
+      if (w->call[1].c != NULL)
+        actor_call_end(w->call[1].c);
+    }
+    if ((w->re & RE_DONE_CANCEL) && w->call[1].c != NULL)
+      actor_call_cancel(w->call[1].c);
+    if ((w->re & RE_DONE_START) && w->a != NULL)
+      fz_start(w, 3, "late");
     break;
   default:
     FZ_CHECK(!"unknown call event");
   }
 }
 
+static void fz_on_rt_closed(actor_rt *rt, void *arg);
+
 static void fz_on_hello(actor *a, int status, void *arg) {
   struct fz_world *w = arg;
   (void)a;
   w->hello++;
   w->hello_status = status;
+  if ((w->re & RE_HELLO_START) && status == 0)
+    fz_start(w, 2, "h");
 }
 
 static void fz_on_exit(actor *a, void *arg) {
@@ -102,6 +153,21 @@ static void fz_on_exit(actor *a, void *arg) {
   w->exited++;
   w->exit_error = actor_exit_error(a);
   snprintf(w->reason, sizeof(w->reason), "%s", actor_exit_reason(a));
+  w->a = NULL;
+  if (w->re & RE_EXIT_CLOSE)
+    FZ_CHECK(actor_rt_close(w->rt, fz_on_rt_closed, w) == 0);
+}
+
+/* Start call i; the actor may refuse it (stopping), which is fine. */
+static void fz_start(struct fz_world *w, int i, const char *fn) {
+  struct fz_call *fc = &w->call[i];
+  if (fc->started || w->a == NULL)
+    return;
+  fc->w = w;
+  if (actor_call_start(w->a, fn, NULL, 0, fz_on_call, fc, &fc->c) == 0)
+    fc->started = 1;
+  else
+    FZ_CHECK(fc->c == NULL);
 }
 
 static void fz_on_rt_closed(actor_rt *rt, void *arg) {
@@ -119,7 +185,6 @@ static void fz_hello(struct abuf *out) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static const char args1[] = {(char)0x91, 0x01}; /* [1] */
-  static const char item[] = {0x2a};             /* 42 */
   struct fz_world w;
   struct fz_peer peer;
   struct abuf hello;
@@ -130,13 +195,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   unsigned flags;
   int sv[2], fd0, i;
 
-  if (size < 1)
+  if (size < 2)
     return 0;
   flags = data[0];
-  data++;
-  size--;
   fd0 = fz_lowest_free_fd();
   memset(&w, 0, sizeof(w));
+  w.re = data[1];
+  data += 2;
+  size -= 2;
+  for (i = 0; i < FZ_CALLS; i++)
+    w.call[i].w = &w;
 
   FZ_CHECK(uv_loop_init(&loop) == 0);
   FZ_CHECK(actor_rt_new(&rt, &loop) == 0);
@@ -152,6 +220,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   actor__fdpeer_next_fd = sv[0];
   FZ_CHECK(actor__spawn_backend(rt, &actor__backend_fdpeer, o, &a) == 0);
   actor_opts_free(o);
+  w.rt = rt;
+  w.a = a;
 
   FZ_CHECK(actor_call_start(a, "f", args1, sizeof(args1), fz_on_call,
                             &w.call[0], &w.call[0].c) == 0);
@@ -174,7 +244,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* The host acts on what is still in flight.  Each handle is valid only
    * until its DONE (which clears it), and the actor until its exit. */
   if ((flags & FL_SEND) && w.call[1].c != NULL) {
-    actor_call_send(w.call[1].c, item, sizeof(item));
+    actor_call_send(w.call[1].c, fz_item, sizeof(fz_item));
     if (w.call[1].c != NULL)
       actor_call_end(w.call[1].c);
   }
@@ -200,7 +270,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FZ_CHECK(w.exited == 1);
   fz_peer_close(&peer);
 
-  for (i = 0; i < 2; i++) {
+  for (i = 0; i < FZ_CALLS; i++) {
     FZ_CHECK(w.call[i].done == (w.call[i].started ? 1 : 0));
     FZ_CHECK(w.call[i].after_done == 0);
   }
@@ -211,7 +281,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
 
   if (getenv("FUZZ_VERBOSE") != NULL) {
-    for (i = 0; i < 2; i++)
+    for (i = 0; i < FZ_CALLS; i++)
       if (w.call[i].started)
         fprintf(stderr, "  call %d: %s, %d item(s), %d end(s)\n", i + 1,
                 w.call[i].status ? actor_err_name(w.call[i].status) : "ok",

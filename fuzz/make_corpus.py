@@ -13,7 +13,8 @@ fixed yet (named after the issue item: item4-...).  The corpus tests do
 not replay them; each moves into corpus/ in the commit that fixes it.
 
 Input layouts (see the harnesses):
-  fuzz_parent     flags byte, then bytes "from a child"
+  fuzz_parent     flags byte, re-entrancy flags byte, then bytes "from a
+                  child" (a seed written (flags, bytes) has re-entrancy 0)
   fuzz_child      flags byte, then bytes "from a parent"
   fuzz_pyconvert  one msgpack value (or not)
 """
@@ -130,6 +131,8 @@ def hello(version=1, backend="fdpeer", name="fuzz"):
 # ---- fuzz_parent: flags, then bytes from a child ----------------------------
 P_HELLO, P_SMALL, P_CALL2, P_SEND, P_CANCEL, P_STOP, P_SPLIT, P_KILL = (
     1 << i for i in range(8))
+(RE_DONE_SEND, RE_DONE_CANCEL, RE_DONE_START, RE_ITEM_STOP, RE_ITEM_KILL,
+ RE_ITEM_CANCEL, RE_HELLO_START, RE_EXIT_CLOSE) = (1 << i for i in range(8))
 
 
 def parent_seeds():
@@ -182,6 +185,18 @@ def parent_seeds():
                              msg(ITEM, 2, b"\x01" * 300) + msg(RETURN, 2, 1)),
         "count-beyond-data": (P_HELLO, frame(b"\x93\x02\x01\xdd\xff\xff\xff\xff")),
         "trailing-bytes-in-frame": (P_HELLO, frame(pk([RETURN, 1, 1]) + b"\x00")),
+        "reentrant-done-send": (P_HELLO | P_CALL2, RE_DONE_SEND | RE_DONE_CANCEL,
+                                msg(RETURN, 1, 1) + msg(ITEM, 2, 2) +
+                                msg(RETURN, 2, 3)),
+        "reentrant-item-stop": (P_HELLO, RE_ITEM_STOP | RE_ITEM_CANCEL,
+                                msg(ITEM, 1, 1) + msg(ITEM, 1, 2) +
+                                msg(RETURN, 1, 3)),
+        "reentrant-item-kill": (P_HELLO | P_CALL2, RE_ITEM_KILL,
+                                msg(ITEM, 2, 1) + msg(RETURN, 1, 1)),
+        "reentrant-starts": (P_HELLO, RE_HELLO_START | RE_DONE_START,
+                             msg(RETURN, 1, 1) + msg(RETURN, 2, 2) +
+                             msg(ITEM, 3, 3) + msg(RETURN, 3, 3)),
+        "reentrant-exit-close": (P_HELLO | P_KILL, RE_EXIT_CLOSE, b""),
     }
 
 
@@ -276,8 +291,11 @@ def write(harness, seeds, where="corpus"):
         if name.startswith("seed-"):
             os.remove(os.path.join(d, name))
     for name, data in seeds.items():
-        if isinstance(data, tuple):
-            data = bytes([data[0]]) + data[1]
+        if isinstance(data, tuple) and len(data) == 3:
+            data = bytes([data[0], data[1]]) + data[2]
+        elif isinstance(data, tuple):
+            data = bytes([data[0]]) + (b"\x00" if harness == "fuzz_parent"
+                                       else b"") + data[1]
         if not name.startswith("item"):
             name = "seed-" + name
         with open(os.path.join(d, name), "wb") as f:
