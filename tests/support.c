@@ -286,12 +286,12 @@ static int args_str(const char *args, size_t len, char *out, size_t cap) {
   return ok;
 }
 
-static int ret_int(actor_ctx *x, int64_t v) {
+int ts_ret_int(actor_ctx *x, int64_t v) {
   char b[16];
   return actor_ctx_return(x, b, ts_pack_int(b, sizeof(b), v));
 }
 
-static int ret_str(actor_ctx *x, const char *s) {
+int ts_ret_str(actor_ctx *x, const char *s) {
   msgpack_sbuffer sb;
   msgpack_packer pk;
   int r;
@@ -308,7 +308,7 @@ static int fn_add(actor_ctx *x, const char *a, size_t n, void *arg) {
   int64_t v[2];
   if (args_ints(a, n, v, 2) != 2)
     return actor_ctx_error(x, "TypeError", "add takes two ints", "");
-  return ret_int(x, v[0] + v[1]);
+  return ts_ret_int(x, v[0] + v[1]);
 }
 
 static int fn_count(actor_ctx *x, const char *a, size_t n, void *arg) {
@@ -320,14 +320,14 @@ static int fn_count(actor_ctx *x, const char *a, size_t n, void *arg) {
     if (actor_ctx_yield(x, b, ts_pack_int(b, sizeof(b), i)))
       break;
   actor_ctx_end(x);
-  return ret_int(x, i);
+  return ts_ret_int(x, i);
 }
 
 static void echo_item(actor_ctx *x, const char *d, size_t n, void *arg) {
   int64_t *seen = arg;
   char b[16];
   if (d == NULL) {
-    ret_int(x, *seen);
+    ts_ret_int(x, *seen);
     free(seen);
     return;
   }
@@ -356,7 +356,7 @@ struct nap {
 static void nap_closed(uv_handle_t *h) { free(h->data); }
 static void nap_fire(uv_timer_t *t) {
   struct nap *s = t->data;
-  ret_int(s->x, 0);
+  ts_ret_int(s->x, 0);
   uv_close((uv_handle_t *)t, nap_closed);
 }
 static void nap_cancel(actor_ctx *x, void *arg) {
@@ -428,12 +428,12 @@ static int fn_block(actor_ctx *x, const char *a, size_t n, void *arg) {
   int64_t ms = 0;
   args_ints(a, n, &ms, 1);
   usleep((useconds_t)ms * 1000);
-  return ret_int(x, ms);
+  return ts_ret_int(x, ms);
 }
 
 static int fn_ignore_term(actor_ctx *x, const char *a, size_t n, void *arg) {
   signal(SIGTERM, SIG_IGN);
-  return ret_int(x, 1);
+  return ts_ret_int(x, 1);
 }
 
 static int fn_big(actor_ctx *x, const char *a, size_t n, void *arg) {
@@ -463,12 +463,12 @@ static int fn_getenv(actor_ctx *x, const char *a, size_t n, void *arg) {
   if (args_str(a, n, name, sizeof(name)))
     return actor_ctx_error(x, "TypeError", "getenv takes one str", "");
   v = getenv(name);
-  return ret_str(x, v ? v : "<unset>");
+  return ts_ret_str(x, v ? v : "<unset>");
 }
 
 static int fn_cwd(actor_ctx *x, const char *a, size_t n, void *arg) {
   char buf[512];
-  return ret_str(x, getcwd(buf, sizeof(buf)) ? buf : "<error>");
+  return ts_ret_str(x, getcwd(buf, sizeof(buf)) ? buf : "<error>");
 }
 
 static int g_argc;
@@ -480,7 +480,7 @@ static int fn_argv(actor_ctx *x, const char *a, size_t n, void *arg) {
     strncat(buf, g_argv[i], sizeof(buf) - strlen(buf) - 2);
     strcat(buf, "|");
   }
-  return ret_str(x, buf);
+  return ts_ret_str(x, buf);
 }
 
 /* Writes "line 1".."line 3" to stdout, an unterminated tail, and one line
@@ -490,11 +490,11 @@ static int fn_say(actor_ctx *x, const char *a, size_t n, void *arg) {
   fflush(stdout);
   fprintf(stderr, "an error line\n");
   fflush(stderr);
-  return ret_int(x, 0);
+  return ts_ret_int(x, 0);
 }
 
 static int fn_pid(actor_ctx *x, const char *a, size_t n, void *arg) {
-  return ret_int(x, getpid());
+  return ts_ret_int(x, getpid());
 }
 
 /* ---- actor trees: a child with a child of its own ----------------------- */
@@ -551,7 +551,7 @@ static int fn_tree_add(actor_ctx *x, const char *a, size_t n, void *arg) {
 }
 
 static int fn_tree_pid(actor_ctx *x, const char *a, size_t n, void *arg) {
-  return ret_int(x, g_tree.grandchild ? actor_pid(g_tree.grandchild) : -1);
+  return ts_ret_int(x, g_tree.grandchild ? actor_pid(g_tree.grandchild) : -1);
 }
 
 static void tree_stop(actor_child *c, void *arg) {

@@ -68,6 +68,10 @@ int ts_call_ints(actor *a, const char *fn, const int64_t *v, int n,
                  struct ts_call *r, actor_call **cp);
 int ts_call_str(actor *a, const char *fn, const char *s, struct ts_call *r);
 
+/* Child side: answer a call with an int or a str. */
+int ts_ret_int(actor_ctx *x, int64_t v);
+int ts_ret_str(actor_ctx *x, const char *s);
+
 /* msgpack helpers */
 size_t ts_pack_int(char *buf, size_t cap, int64_t v);
 int64_t ts_unpack_int(const char *data, size_t len);

@@ -29,11 +29,6 @@
 static int g_streaming; /* a streaming function is on the stack */
 static int64_t g_seq;
 
-static int ret_int(actor_ctx *x, int64_t v) {
-  char b[16];
-  return actor_ctx_return(x, b, ts_pack_int(b, sizeof(b), v));
-}
-
 /* hold(): answers nothing; its cancel callback answers every held call
  * (the others included) with their index. */
 #define HELD_MAX 64
@@ -46,7 +41,7 @@ static void hold_cancel(actor_ctx *x, void *arg) {
     if (g_held[i] != NULL) {
       actor_ctx *y = g_held[i];
       g_held[i] = NULL;
-      ret_int(y, i);
+      ts_ret_int(y, i);
     }
 }
 
@@ -73,7 +68,7 @@ static int fn_stream(actor_ctx *x, const char *a, size_t n, void *arg) {
   if (!actor_ctx_cancelled(x))
     return actor_ctx_error(x, "NotCancelled", "yield said cancelled", "");
   /* The runtime answered for us (no cancel callback): refused. */
-  r = ret_int(x, i);
+  r = ts_ret_int(x, i);
   return r == ACTOR_ECANCELED ? 0 : r;
 }
 
@@ -107,14 +102,14 @@ static int fn_trickle(actor_ctx *x, const char *a, size_t n, void *arg) {
     if (actor_ctx_yield(x, b, ts_pack_int(b, sizeof(b), i)))
       break;
   }
-  return ret_int(x, i);
+  return ts_ret_int(x, i);
 }
 
 /* seq(): its place among the calls dispatched; never inside a stream. */
 static int fn_seq(actor_ctx *x, const char *a, size_t n, void *arg) {
   if (g_streaming)
     return actor_ctx_error(x, "Reentrant", "dispatched inside stream", "");
-  return ret_int(x, ++g_seq);
+  return ts_ret_int(x, ++g_seq);
 }
 
 /* collect(): two-way; checks the parent's items are 1, 2, 3 ... and not
@@ -127,7 +122,7 @@ struct collect {
 static void collect_item(actor_ctx *x, const char *d, size_t n, void *arg) {
   struct collect *st = arg;
   if (d == NULL) {
-    ret_int(x, st->bad ? st->bad : st->n);
+    ts_ret_int(x, st->bad ? st->bad : st->n);
     free(st);
     return;
   }
@@ -151,7 +146,7 @@ static int fn_sleep(actor_ctx *x, const char *a, size_t n, void *arg) {
   if (ms < 0)
     return actor_ctx_error(x, "TypeError", "sleep takes an int", "");
   usleep((useconds_t)ms * 1000);
-  return ret_int(x, ms);
+  return ts_ret_int(x, ms);
 }
 
 static void child_register_all(actor_child *c) {

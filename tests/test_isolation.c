@@ -68,24 +68,6 @@ static void snap_start(void) {
     fclose(f);
 }
 
-static int ret_str(actor_ctx *x, const char *s) {
-  msgpack_sbuffer sb;
-  msgpack_packer pk;
-  int r;
-  msgpack_sbuffer_init(&sb);
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  msgpack_pack_str(&pk, strlen(s));
-  msgpack_pack_str_body(&pk, s, strlen(s));
-  r = actor_ctx_return(x, sb.data, sb.size);
-  msgpack_sbuffer_destroy(&sb);
-  return r;
-}
-
-static int ret_int(actor_ctx *x, int64_t v) {
-  char b[16];
-  return actor_ctx_return(x, b, ts_pack_int(b, sizeof(b), v));
-}
-
 /* The first element of an array argument: an int, or a str copied out. */
 static int64_t arg0(const char *a, size_t n, char *str, size_t cap) {
   msgpack_unpacked u;
@@ -107,11 +89,11 @@ static int64_t arg0(const char *a, size_t n, char *str, size_t cap) {
 }
 
 static int fn_fds(actor_ctx *x, const char *a, size_t n, void *arg) {
-  return ret_str(x, g_fds);
+  return ts_ret_str(x, g_fds);
 }
 
 static int fn_signals(actor_ctx *x, const char *a, size_t n, void *arg) {
-  return ret_str(x, g_sigs);
+  return ts_ret_str(x, g_sigs);
 }
 
 static int fn_getenv(actor_ctx *x, const char *a, size_t n, void *arg) {
@@ -119,7 +101,7 @@ static int fn_getenv(actor_ctx *x, const char *a, size_t n, void *arg) {
   const char *v;
   arg0(a, n, name, sizeof(name));
   v = getenv(name);
-  return ret_str(x, v ? v : "<unset>");
+  return ts_ret_str(x, v ? v : "<unset>");
 }
 
 static int fn_environ(actor_ctx *x, const char *a, size_t n, void *arg) {
@@ -129,15 +111,15 @@ static int fn_environ(actor_ctx *x, const char *a, size_t n, void *arg) {
     strncat(buf, environ[i], sizeof(buf) - strlen(buf) - 2);
     strcat(buf, "\n");
   }
-  return ret_str(x, buf);
+  return ts_ret_str(x, buf);
 }
 
 static int fn_name(actor_ctx *x, const char *a, size_t n, void *arg) {
-  return ret_str(x, actor_child_name(actor_ctx_child(x)));
+  return ts_ret_str(x, actor_child_name(actor_ctx_child(x)));
 }
 
 static int fn_pid(actor_ctx *x, const char *a, size_t n, void *arg) {
-  return ret_int(x, getpid());
+  return ts_ret_int(x, getpid());
 }
 
 /* Start a plain process (not an actor) running helper `what` of this
@@ -164,20 +146,20 @@ static int start_grandchild(const char *what, int deaf_to_term) {
 
 /* sleeper(deaf): a plain grandchild that sleeps; deaf: it ignores SIGTERM. */
 static int fn_sleeper(actor_ctx *x, const char *a, size_t n, void *arg) {
-  return ret_int(x, start_grandchild("sleep", (int)arg0(a, n, NULL, 0)));
+  return ts_ret_int(x, start_grandchild("sleep", (int)arg0(a, n, NULL, 0)));
 }
 
 /* A plain grandchild that writes to our stdout (a capture pipe) as fast as
  * it can. */
 static int fn_flood(actor_ctx *x, const char *a, size_t n, void *arg) {
-  return ret_int(x, start_grandchild("flood", 0));
+  return ts_ret_int(x, start_grandchild("flood", 0));
 }
 
 /* Blocks the actor's loop: STOP is not read while it sleeps. */
 static int fn_block(actor_ctx *x, const char *a, size_t n, void *arg) {
   int64_t ms = arg0(a, n, NULL, 0);
   usleep((useconds_t)ms * 1000);
-  return ret_int(x, ms);
+  return ts_ret_int(x, ms);
 }
 
 struct later {
@@ -195,7 +177,7 @@ static int fn_exit_after(actor_ctx *x, const char *a, size_t n, void *arg) {
   uv_timer_init(actor_child_loop(actor_ctx_child(x)), &l.t);
   l.t.data = &l;
   uv_timer_start(&l.t, later_fire, (uint64_t)arg0(a, n, NULL, 0), 0);
-  return ret_int(x, 0);
+  return ts_ret_int(x, 0);
 }
 
 static int fn_exit_now(actor_ctx *x, const char *a, size_t n, void *arg) {
