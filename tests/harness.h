@@ -63,6 +63,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <cmocka.h>
 
 #include "actor.h"
@@ -176,6 +177,18 @@ int th_teardown(void **state);
  * warms up a process-wide resource (a thread pool, a global pipe) that lives
  * until exit.  Say why in a comment next to the call. */
 void th_skip_leak_check(void);
+
+/* A test of something valgrind emulates unlike the kernel calls this
+ * first: in the valgrind lane (LIBACTOR_TEST_VALGRIND set) it is then
+ * reported SKIPPED with the reason — never counted as passed — and every
+ * other lane runs it. */
+#define TH_SKIP_UNDER_VALGRIND(why)                                            \
+  do {                                                                         \
+    if (getenv("LIBACTOR_TEST_VALGRIND") != NULL) {                            \
+      print_message("  skipped under valgrind: %s\n", why);                   \
+      skip();                                                                  \
+    }                                                                          \
+  } while (0)
 
 /* ------------------------------------------------------------------------ */
 /* Assertions that name error codes                                         */

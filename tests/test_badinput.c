@@ -137,6 +137,9 @@ static void badinput_missing_executable(void **state) {
   actor_opts *o;
   actor *a = (actor *)&t; /* must be reset to NULL */
 
+  /* posix_spawn reports a failed exec through CLONE_VFORK's shared memory,
+   * which valgrind does not emulate: the spawn "succeeds" there. */
+  TH_SKIP_UNDER_VALGRIND("posix_spawn's exec error needs CLONE_VM|CLONE_VFORK");
   ts_start(&t);
   TH_OK(actor_opts_new(&o));
   TH_OK(actor_opts_set_program(o, "/nonexistent/actor-program"));

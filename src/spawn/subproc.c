@@ -270,8 +270,18 @@ static void subproc__close_all(struct subproc *sp) {
  * nothing.  (Linux 6.9's PIDFD_SIGNAL_PROCESS_GROUP would make the two
  * steps one.) */
 static int subproc__signal_group(struct subproc *sp, int sig) {
-  if (pidfd_send_signal(sp->pidfd, 0, NULL, 0))
-    return -errno;
+  siginfo_t si;
+  if (pidfd_send_signal(sp->pidfd, 0, NULL, 0)) {
+    if (errno != ENOSYS)
+      return -errno;
+    /* Without pidfd_send_signal (valgrind, some seccomp sandboxes), a
+     * waitid that reaps nothing asks the same question: -ECHILD once
+     * someone else has reaped it. */
+    memset(&si, 0, sizeof(si));
+    if (waitid((idtype_t)P_PIDFD, (id_t)sp->pidfd, &si,
+               WEXITED | WNOHANG | WNOWAIT))
+      return -errno;
+  }
   sp->signalled = 1;
   if (kill(-sp->pid, sig))
     return -errno;
