@@ -65,7 +65,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "actor.h"
+#include "libactor/actor.h"
 
 /* ------------------------------------------------------------------------ */
 /* Watchdog                                                                 */

@@ -12,7 +12,7 @@
 #include <Python.h>
 #include <msgpack.h>
 
-#include "actor.h"
+#include "libactor/actor.h"
 
 /* ---- msgpack <-> Python (convert.c) ---------------------------------------
  * None<->nil, bool<->bool, int<->int (the int64/uint64 range; beyond it an

@@ -40,9 +40,18 @@
  * The child side (an actor program) uses actor_child_*: it registers named
  * functions and serves calls on its own loop.  It may itself create an
  * actor_rt on that loop and spawn children of its own.
+ *
+ * Using it
+ * --------
+ *  #include <libactor/actor.h>, and link libactor (pkg-config libactor, or
+ *  CMake libactor::actor) or, for Python actors, libactor-python
+ *  (pkg-config libactor-python, CMake libactor::actor_python): one of the
+ *  two, never both (docs/python.md).  Linux only: glibc >= 2.36 and
+ *  kernel >= 5.4 (pidfd, posix_spawn with closefrom).  The ABI rules, what
+ *  a SONAME bump means and what counts as a break, are in docs/abi.md.
  */
-#ifndef ACTOR_H
-#define ACTOR_H
+#ifndef LIBACTOR_ACTOR_H
+#define LIBACTOR_ACTOR_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -51,9 +60,10 @@
 extern "C" {
 #endif
 
-#if defined(_WIN32)
-#define ACTOR_EXTERN
-#elif __GNUC__ >= 4
+/* The public symbols.  The shared libraries are built with hidden
+ * visibility and a version script (docs/abi.md): only what is marked here
+ * is exported, each in its library's version node. */
+#if defined(__GNUC__)
 #define ACTOR_EXTERN __attribute__((visibility("default")))
 #else
 #define ACTOR_EXTERN
@@ -558,4 +568,4 @@ ACTOR_EXTERN actor_child *actor_ctx_child(const actor_ctx *x);
 #ifdef __cplusplus
 }
 #endif
-#endif /* ACTOR_H */
+#endif /* LIBACTOR_ACTOR_H */
