@@ -315,8 +315,9 @@ ACTOR_EXTERN int actor_opts_on_output(actor_opts *o, actor_output_cb cb,
 /* Python actors.  An entry "package.module:function" names a Python
  * function that runs the actor (usually by calling libactor_child.serve);
  * it runs on the "subint" backend (a sub-interpreter on a thread of this
- * process) or on "subproc" (in the actor-pyhost program, found through
- * $LIBACTOR_PYHOST or the install path when no program is set).
+ * process) or on "subproc" (in the actor-pyhost helper program when no
+ * program is set: $LIBACTOR_PYHOST if set, else the one installed with this
+ * library, found relative to the library's own file; docs/abi.md).
  * Directories added with actor_opts_add_path are put in front of sys.path.
  * Python actors need libactor-python (see docs/python.md). */
 ACTOR_EXTERN int actor_opts_set_entry(actor_opts *o, const char *entry);
@@ -453,7 +454,10 @@ ACTOR_EXTERN int actor_subint_thread_count(void);
  * experiment in a sacrificial process: a sub-interpreter on a thread forks,
  * and the fate of the forked child is recorded.  *blocked: 1 blocked, 0
  * not blocked.  `evidence` receives a report (exit status, the fatal
- * message).  0, or an error if the probe itself could not run. */
+ * message).  0, or an error if the probe itself could not run.  The
+ * sacrificial process is the subint-fork-probe helper program:
+ * $LIBACTOR_SUBINT_FORK_PROBE if set, else the one installed with this
+ * library (docs/abi.md). */
 ACTOR_EXTERN int actor_subint_fork_probe(int *blocked, char *evidence,
                                          size_t len);
 
