@@ -50,7 +50,9 @@ static void helper_find_libdir(void) {
 
 const char *actor__helper_path(const char *name, const char *env, char *buf,
                                size_t len) {
-  const char *v = env != NULL ? getenv(env) : NULL;
+  /* secure_getenv: in a set-user-ID (AT_SECURE) process the invoker's
+   * environment must not choose the program the library runs. */
+  const char *v = env != NULL ? secure_getenv(env) : NULL;
   int n;
 
   if (v != NULL && v[0] != '\0')

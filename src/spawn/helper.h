@@ -6,7 +6,8 @@
  * A helper is found, first match wins:
  *
  *   1. $ENV (e.g. LIBACTOR_PYHOST), if set and not empty: development and
- *      tests point it into a build tree;
+ *      tests point it into a build tree (ignored in a set-user-ID process:
+ *      secure_getenv);
  *   2. next to the library that is running this code: the directory of the
  *      loaded libactor(-python).so (dladdr, symlinks resolved) joined with
  *      ACTOR_HELPER_RELDIR, the helper directory relative to the library
