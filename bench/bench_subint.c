@@ -11,7 +11,7 @@
  *   bench_subint DIR [scale]     DIR holds pyworker.py (examples/) */
 #define _GNU_SOURCE
 #include <Python.h>
-#include <actor.h>
+#include <libactor/actor.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -14,7 +14,7 @@
  * The binary re-runs itself as the actor (--actor) and as the do-nothing
  * reference (--nothing). */
 #define _GNU_SOURCE
-#include <actor.h>
+#include <libactor/actor.h>
 #include <msgpack.h>
 #include <spawn.h>
 #include <stdio.h>

@@ -11,7 +11,7 @@
  * the story readable this host runs the loop until each step's callback has
  * fired (wait_until), which is a fine way to write a sequential program on
  * top of it. */
-#include <actor.h>
+#include <libactor/actor.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  *   pyhost [examples-dir]
  *
  * Link with libactor-python (which brings libpython along). */
-#include <actor.h>
+#include <libactor/actor.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -9,7 +9,7 @@
  *
  * Build it against libactor, run it only through a parent (actor_spawn);
  * started by hand it says it is not an actor and exits with status 2. */
-#include <actor.h>
+#include <libactor/actor.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>

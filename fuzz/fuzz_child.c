@@ -34,7 +34,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "actor.h"
+#include "libactor/actor.h"
 #include "fuzz_common.h"
 #include "proto/codec.h"
 #include "util/buf.h"

@@ -66,7 +66,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "actor.h"
+#include "libactor/actor.h"
 
 /* ------------------------------------------------------------------------ */
 /* Watchdog                                                                 */

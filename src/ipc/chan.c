@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "actor.h"
+#include "libactor/actor.h"
 
 int actor__chan_init(struct actor__chan *ch, uv_loop_t *loop, size_t max_frame,
                      const struct actor__chan_cbs *cbs, void *data) {

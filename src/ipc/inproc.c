@@ -47,7 +47,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "actor.h"
+#include "libactor/actor.h"
 #include "ipc/chan.h"
 #include "ipc/inproc.h"
 

@@ -22,7 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "actor.h"
+#include "libactor/actor.h"
 #include "ipc/chan.h"
 
 /* Read granularity; the buffer grows past it only for large frames. */

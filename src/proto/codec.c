@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "actor.h"
+#include "libactor/actor.h"
 
 /* ------------------------------------------------------------------------ */
 /* Encoding                                                                 */

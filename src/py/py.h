@@ -14,7 +14,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "actor.h"
+#include "libactor/actor.h"
 
 /* ---- msgpack <-> Python (convert.c) ---------------------------------------
  * None<->nil, bool<->bool, int<->int (the int64/uint64 range; beyond it an

@@ -9,9 +9,8 @@
  * answer is about the CPython the tool was built against — the one this
  * library was built against.
  *
- * The tool is found through $LIBACTOR_SUBINT_FORK_PROBE, else next to
- * actor-pyhost in the install's bindir (ACTOR_PYHOST_DEFAULT's directory),
- * or ACTOR_SUBINT_FORK_PROBE_DEFAULT if the build defines it.
+ * The tool is a helper program: found through $LIBACTOR_SUBINT_FORK_PROBE,
+ * else in the helper directory (src/spawn/helper.h).
  *
  * Hygiene: started with posix_spawn in a process group of its own, stdin
  * /dev/null, stdout and stderr into one close-on-exec pipe, our other fds
@@ -39,8 +38,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "actor.h"
+#include "libactor/actor.h"
 #include "spawn/backend.h"
+#include "spawn/helper.h"
 
 extern char **environ;
 
@@ -49,10 +49,6 @@ extern char **environ;
 #define PROBE_TIMEOUT_MS 20000
 #define PROBE_OUT_MAX (64 * 1024)
 #define PROBE_EVIDENCE_MAX 4096
-
-#ifndef ACTOR_PYHOST_DEFAULT
-#define ACTOR_PYHOST_DEFAULT "actor-pyhost"
-#endif
 
 struct probe_run {
   char *out; /* stdout + stderr of the tool, NUL-terminated */
@@ -75,23 +71,7 @@ static int probe_left_ms(uint64_t deadline) {
 }
 
 static const char *probe_path(char *buf, size_t n) {
-  const char *env = getenv(PROBE_ENV), *d, *slash;
-  if (env != NULL && env[0] != '\0')
-    return env;
-#ifdef ACTOR_SUBINT_FORK_PROBE_DEFAULT
-  (void)buf;
-  (void)n;
-  (void)d;
-  (void)slash;
-  return ACTOR_SUBINT_FORK_PROBE_DEFAULT;
-#else
-  d = ACTOR_PYHOST_DEFAULT;
-  slash = strrchr(d, '/');
-  if (slash == NULL)
-    return PROBE_NAME; /* looked up in PATH */
-  snprintf(buf, n, "%.*s/%s", (int)(slash - d), d, PROBE_NAME);
-  return buf;
-#endif
+  return actor__helper_path(PROBE_NAME, PROBE_ENV, buf, n);
 }
 
 static void probe_read(struct probe_run *r, int fd, uint64_t deadline) {

@@ -1,5 +1,5 @@
-/* Error names and messages, from the one X-macro in actor.h. */
-#include "actor.h"
+/* Error names and messages, from the one X-macro in libactor/actor.h. */
+#include "libactor/actor.h"
 
 #include <errno.h>
 #include <stdio.h>

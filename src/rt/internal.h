@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "actor.h"
+#include "libactor/actor.h"
 #include "ipc/chan.h"
 #include "util/idmap.h"
 #include "util/list.h"

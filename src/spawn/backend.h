@@ -27,7 +27,7 @@
 
 #include <stddef.h>
 
-#include "actor.h"
+#include "libactor/actor.h"
 
 enum { ACTOR__SIG_TERM = 1, ACTOR__SIG_KILL = 2 };
 

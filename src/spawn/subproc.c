@@ -58,6 +58,7 @@
 #include <unistd.h>
 
 #include "rt/internal.h"
+#include "spawn/helper.h"
 #include "spawn/backend.h"
 
 extern char **environ;
@@ -642,7 +643,7 @@ static int subproc_start(void *st, actor *a, const actor_opts *o) {
   actor_rt *rt = a->rt;
   struct subproc_spawn s;
   const char *program, *searched = NULL;
-  char what[512];
+  char what[512], pyhost[PATH_MAX];
   struct stat dst;
   size_t i, argc;
   int r;
@@ -654,10 +655,10 @@ static int subproc_start(void *st, actor *a, const actor_opts *o) {
 
   program = o->program;
   if (program == NULL && o->entry != NULL) {
-    /* A Python actor: run it in the Python actor host. */
-    program = getenv("LIBACTOR_PYHOST");
-    if (program == NULL || *program == '\0')
-      program = ACTOR_PYHOST_DEFAULT;
+    /* A Python actor: run it in the Python actor host, a helper program
+     * ($LIBACTOR_PYHOST, else the helper directory: spawn/helper.h). */
+    program = actor__helper_path("actor-pyhost", "LIBACTOR_PYHOST", pyhost,
+                                 sizeof(pyhost));
   }
   if (program == NULL) {
     actor__seterr(rt, "subproc: no program given (actor_opts_set_program)");

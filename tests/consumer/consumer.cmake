@@ -1,6 +1,7 @@
 # Out-of-tree consumer test: install this build into a scratch prefix, then
 # build tests/consumer/consumer.c against it through find_package(libactor)
-# (shared and static targets) and through libactor.pc (see run.sh).
+# (shared and static targets, and libactor::actor_python with the Python
+# layer) and through libactor.pc / libactor-python.pc (see run.sh).
 # Included from tests/CMakeLists.txt; needs bash, pkg-config and ldd.
 include_guard(GLOBAL)
 
@@ -15,7 +16,13 @@ add_test(NAME consumer_find_package_and_pkg_config
           ${CMAKE_BINARY_DIR} ${CMAKE_CURRENT_BINARY_DIR}/consumer)
 # ctest runs after a full build; REQUIRED_FILES makes a missing library a
 # "Not Run" failure rather than a confusing install error.
+set(_consumer_files "$<TARGET_FILE:actor>;$<TARGET_FILE:actor_static>")
+if(ACTOR_HAVE_PYTHON)
+  list(APPEND _consumer_files "$<TARGET_FILE:actor_python>"
+    "$<TARGET_FILE:actor_python_static>" "$<TARGET_FILE:actor-pyhost>"
+    "$<TARGET_FILE:subint-fork-probe>")
+endif()
 set_tests_properties(consumer_find_package_and_pkg_config PROPERTIES
   TIMEOUT 300
   LABELS "consumer;install"
-  REQUIRED_FILES "$<TARGET_FILE:actor>;$<TARGET_FILE:actor_static>")
+  REQUIRED_FILES "${_consumer_files}")

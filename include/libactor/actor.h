@@ -40,9 +40,18 @@
  * The child side (an actor program) uses actor_child_*: it registers named
  * functions and serves calls on its own loop.  It may itself create an
  * actor_rt on that loop and spawn children of its own.
+ *
+ * Using it
+ * --------
+ *  #include <libactor/actor.h>, and link libactor (pkg-config libactor, or
+ *  CMake libactor::actor) or, for Python actors, libactor-python
+ *  (pkg-config libactor-python, CMake libactor::actor_python): one of the
+ *  two, never both (docs/python.md).  Linux only: glibc >= 2.36 and
+ *  kernel >= 5.4 (pidfd, posix_spawn with closefrom).  The ABI rules, what
+ *  a SONAME bump means and what counts as a break, are in docs/abi.md.
  */
-#ifndef ACTOR_H
-#define ACTOR_H
+#ifndef LIBACTOR_ACTOR_H
+#define LIBACTOR_ACTOR_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -51,9 +60,10 @@
 extern "C" {
 #endif
 
-#if defined(_WIN32)
-#define ACTOR_EXTERN
-#elif __GNUC__ >= 4
+/* The public symbols.  The shared libraries are built with hidden
+ * visibility and a version script (docs/abi.md): only what is marked here
+ * is exported, each in its library's version node. */
+#if defined(__GNUC__)
 #define ACTOR_EXTERN __attribute__((visibility("default")))
 #else
 #define ACTOR_EXTERN
@@ -305,8 +315,9 @@ ACTOR_EXTERN int actor_opts_on_output(actor_opts *o, actor_output_cb cb,
 /* Python actors.  An entry "package.module:function" names a Python
  * function that runs the actor (usually by calling libactor_child.serve);
  * it runs on the "subint" backend (a sub-interpreter on a thread of this
- * process) or on "subproc" (in the actor-pyhost program, found through
- * $LIBACTOR_PYHOST or the install path when no program is set).
+ * process) or on "subproc" (in the actor-pyhost helper program when no
+ * program is set: $LIBACTOR_PYHOST if set, else the one installed with this
+ * library, found relative to the library's own file; docs/abi.md).
  * Directories added with actor_opts_add_path are put in front of sys.path.
  * Python actors need libactor-python (see docs/python.md).
  *
@@ -458,7 +469,10 @@ ACTOR_EXTERN int actor_subint_thread_count(void);
  * experiment in a sacrificial process: a sub-interpreter on a thread forks,
  * and the fate of the forked child is recorded.  *blocked: 1 blocked, 0
  * not blocked.  `evidence` receives a report (exit status, the fatal
- * message).  0, or an error if the probe itself could not run. */
+ * message).  0, or an error if the probe itself could not run.  The
+ * sacrificial process is the subint-fork-probe helper program:
+ * $LIBACTOR_SUBINT_FORK_PROBE if set, else the one installed with this
+ * library (docs/abi.md). */
 ACTOR_EXTERN int actor_subint_fork_probe(int *blocked, char *evidence,
                                          size_t len);
 
@@ -573,4 +587,4 @@ ACTOR_EXTERN actor_child *actor_ctx_child(const actor_ctx *x);
 #ifdef __cplusplus
 }
 #endif
-#endif /* ACTOR_H */
+#endif /* LIBACTOR_ACTOR_H */
