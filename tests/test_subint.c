@@ -453,8 +453,11 @@ static int helper_sigint_host(int argc, char **argv) {
     actor_opts_set_entry(o, "pyactors:main_spin");
     actor_opts_add_path(o, getenv("LIBACTOR_TEST_PYDIR"));
     actor_opts_set_subint_mode(o, mode);
-    /* Short deadlines: STOP is never read by a spinning actor. */
-    actor_opts_set_deadlines(o, 10000, 300, 500, 500);
+    /* A short graceful deadline (a spinning entry never reads STOP), then
+     * the interrupt; term and kill keep room for 20 legacy actors that
+     * share one GIL on a loaded 2-core machine under ASan, where 500 ms
+     * was seen to run out (an actor then abandoned). */
+    actor_opts_set_deadlines(o, 10000, 300, 2000, 2000);
     memset(&ex[i], 0, sizeof(ex[i]));
     actor_opts_on_hello(o, ts_on_hello, &ex[i]);
     actor_opts_on_exit(o, ts_on_exit, &ex[i]);
@@ -508,7 +511,9 @@ static void sigint_case(int mode) {
   assert_int_equal(waitpid(pid, &st, 0), pid);
   print_message("  SIGINT -> 20 actors stopped, host exits: %llu ms\n",
                 (unsigned long long)(th_now_ms() - t0));
-  assert_true(th_now_ms() - t0 < 2000);
+  /* The bound is the deadlines' (0.3 s, then the interrupt), with the
+   * sanitizer lane's margin; the figure printed is what to watch. */
+  assert_true(th_now_ms() - t0 < 6000);
   assert_true(WIFEXITED(st));
   assert_int_equal(WEXITSTATUS(st), 0);
   close(p[0]);
