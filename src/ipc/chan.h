@@ -72,6 +72,11 @@ struct actor__chan {
   int closing;
   int want_drain;    /* tell on_drain when queued() <= drain_lwm */
   size_t drain_lwm;
+  /* Optional, set by the owner: a counter the transport increments while
+   * a flush of `out` is scheduled for later in the loop iteration and
+   * decrements when it ran or was cancelled (the parent's runtime uses it
+   * to answer actor_rt_backend_timeout()). */
+  unsigned *flush_waiting;
   /* The transport's own state: allocated by its open function, released
    * by its close (before on_closed).  Nothing outside the transport's file
    * looks inside; adding a transport touches no shared struct. */

@@ -8,12 +8,22 @@
  * and we do the (non-blocking) I/O ourselves: one read() per wake-up, one
  * send() per batch of frames, no allocation in steady state.
  *
- * Writes are batched: sending a message only appends to `out` and starts an
- * idle handle, which makes the loop's next poll non-blocking and flushes
- * everything that accumulated before it.  A burst of calls made from one
- * callback therefore costs a single send().  After a read the channel
- * flushes at once, so replies produced while handling input go out without
- * an extra loop iteration. */
+ * Writes are batched: sending a message only appends to `out` and starts a
+ * prepare handle, which flushes everything that accumulated just before the
+ * loop's next poll.  A burst of calls made from one callback therefore
+ * costs a single send().  After a read the channel flushes at once, so
+ * replies produced while handling input go out without an extra loop
+ * iteration.
+ *
+ * Why a prepare handle and not an idle one: libuv decides whether
+ * uv_run(UV_RUN_ONCE) may block before it runs the idle handles, so an idle
+ * handle started by a send made between two runs makes the next run poll
+ * with timeout 0, find nothing (the reply cannot be there yet) and return —
+ * one wasted epoll_wait and one more uv_run per sequential call.  Prepare
+ * handles run after that decision and do not make the poll non-blocking: the
+ * run sends, then sleeps until the reply.  A foreign loop still learns that
+ * output is waiting: the owner's counter (ch->flush_waiting) makes
+ * actor_rt_backend_timeout() answer 0 while a flush is scheduled. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -34,7 +44,7 @@
 struct stream {
   int fd;
   uv_poll_t poll;
-  uv_idle_t idle;
+  uv_prepare_t flush; /* a flush scheduled before the next poll */
   int events;    /* UV_READABLE/UV_WRITABLE currently watched */
   int write_err; /* the peer stopped reading (-EPIPE...) */
   int pending_close;
@@ -93,9 +103,19 @@ static int stream__flush(struct actor__chan *ch) {
   return 0;
 }
 
-static void stream__idle_cb(uv_idle_t *h) {
+static void stream__flush_cb(uv_prepare_t *h);
+
+static void stream__unschedule(struct actor__chan *ch) {
+  if (!uv_is_active((uv_handle_t *)&ST(ch)->flush))
+    return;
+  uv_prepare_stop(&ST(ch)->flush);
+  if (ch->flush_waiting != NULL)
+    --*ch->flush_waiting;
+}
+
+static void stream__flush_cb(uv_prepare_t *h) {
   struct actor__chan *ch = h->data;
-  uv_idle_stop(h);
+  stream__unschedule(ch);
   stream__flush(ch);
   actor__chan_drained(ch);
 }
@@ -103,8 +123,11 @@ static void stream__idle_cb(uv_idle_t *h) {
 static void stream__kick(struct actor__chan *ch) {
   if (ch->closing || ch->hold || ch->out.len == 0)
     return;
-  if (!uv_is_active((uv_handle_t *)&ST(ch)->idle))
-    uv_idle_start(&ST(ch)->idle, stream__idle_cb);
+  if (uv_is_active((uv_handle_t *)&ST(ch)->flush))
+    return;
+  uv_prepare_start(&ST(ch)->flush, stream__flush_cb);
+  if (ch->flush_waiting != NULL)
+    ++*ch->flush_waiting;
 }
 
 /* One read() and the frames it completes.  Returns the bytes read, 0 at
@@ -180,9 +203,8 @@ static void stream__poll_cb(uv_poll_t *h, int status, int events) {
    * waited for the socket to become writable). */
   if (ch->out.len > 0) {
     stream__flush(ch);
-    if (!ch->closing && ch->out.len == 0 &&
-        uv_is_active((uv_handle_t *)&ST(ch)->idle))
-      uv_idle_stop(&ST(ch)->idle);
+    if (!ch->closing && ch->out.len == 0)
+      stream__unschedule(ch);
     actor__chan_drained(ch);
   }
 }
@@ -236,9 +258,10 @@ static void stream__close(struct actor__chan *ch) {
   if (ch->out.len > 0 && !ch->eof && ST(ch)->fd >= 0 && !ch->hold)
     (void)send(ST(ch)->fd, actor__buf_data(&ch->out), ch->out.len,
                MSG_NOSIGNAL | MSG_DONTWAIT);
+  stream__unschedule(ch);
   ST(ch)->pending_close = 2;
   uv_close((uv_handle_t *)&ST(ch)->poll, stream__handle_closed);
-  uv_close((uv_handle_t *)&ST(ch)->idle, stream__handle_closed);
+  uv_close((uv_handle_t *)&ST(ch)->flush, stream__handle_closed);
   /* libuv has stopped watching the fd once uv_close() returns, so it can
    * be closed now; the handle memory stays ours until the callbacks. */
   close(ST(ch)->fd);
@@ -276,8 +299,8 @@ int actor__stream_open(struct actor__chan *ch, uv_loop_t *loop, int fd,
   if (r)
     goto fail_fini;
   st->poll.data = ch;
-  uv_idle_init(loop, &st->idle);
-  st->idle.data = ch;
+  uv_prepare_init(loop, &st->flush);
+  st->flush.data = ch;
   st->events = UV_READABLE;
   /* uv_poll_start() only validates its arguments and queues the watcher
    * (epoll_ctl happens in the next poll, and uv_poll_init_socket() already

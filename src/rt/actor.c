@@ -741,6 +741,7 @@ int actor__spawn_backend(actor_rt *rt, const struct actor__backend *b,
   a->chan_open = 1;
   a->chan_closed = 0;
   a->chan.hold = 1; /* nothing goes out before HELLO */
+  a->chan.flush_waiting = &rt->flush_waiting;
   rt->nlive++;
   actor__arm(a, ACTOR__STAGE_HELLO, a->hello_ms);
   actor__logf(&rt->log, ACTOR_LOG_DEBUG, "actor '%s' spawned (%s, pid %d)",

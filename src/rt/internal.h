@@ -67,6 +67,7 @@ struct actor_rt {
   struct alist actors; /* every actor not yet freed, stillborn ones too */
   size_t nlive;        /* of those, the ones the user holds */
   uint64_t next_actor_id;
+  unsigned flush_waiting; /* channels with a flush scheduled (chan.h) */
   struct alist free_calls; /* recycled actor_call structs */
   size_t nfree_calls;
   int closing;

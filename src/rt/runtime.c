@@ -52,6 +52,10 @@ int actor_rt_run(actor_rt *rt, int mode) {
 int actor_rt_backend_fd(actor_rt *rt) { return uv_backend_fd(rt->loop); }
 
 int actor_rt_backend_timeout(actor_rt *rt) {
+  /* Output waits for the loop's prepare phase (ipc/stream.c), which libuv
+   * does not count as work that keeps a poll from blocking. */
+  if (rt->flush_waiting > 0)
+    return 0;
   return uv_backend_timeout(rt->loop);
 }
 
