@@ -10,8 +10,23 @@
 /* Encoding                                                                 */
 /* ------------------------------------------------------------------------ */
 
+/* The packer's sink.  actor__msg_encode reserves room for the whole frame
+ * first, so the common case is a plain copy; the envelope's writes are 1 to
+ * 9 bytes each, for which a byte loop beats a call to memcpy. */
 static int codec__write(void *data, const char *buf, size_t len) {
-  return actor__buf_append((struct abuf *)data, buf, len) ? -1 : 0;
+  struct abuf *b = data;
+  char *t;
+  if (b->cap - b->off - b->len < len)
+    return actor__buf_append(b, buf, len) ? -1 : 0;
+  t = actor__buf_tail(b);
+  if (len <= 16) {
+    for (size_t i = 0; i < len; i++)
+      t[i] = buf[i];
+  } else {
+    memcpy(t, buf, len);
+  }
+  b->len += len;
+  return 0;
 }
 
 static void codec__pack_str(msgpack_packer *pk, const struct actor__str *s) {
@@ -112,201 +127,17 @@ int actor__msg_encode(struct abuf *out, const struct actor__msg *m,
  * 24-byte object per element, and stops at its embedded stack depth of 32),
  * and it reserves room for a container's announced count before reading the
  * elements (five bytes announcing 2^32 elements make it try ~100 GB).  So one
- * linear pass, codec__walk(), checks every count and length against the
- * bytes present, measures the nesting depth, and records where the elements
- * of the outer array start; the envelope's scalars are then read in place
- * and payloads are handed out as byte ranges. */
+ * linear pass over the frame, element by element of the envelope
+ * (codec__envelope, codec__skip), checks every count and length against the
+ * bytes present, measures the nesting depth, and records where the
+ * envelope's elements start; its scalars are then read in place and the
+ * payload is handed out as a byte range.  Nothing is walked twice. */
 
 static uint64_t codec__be(const unsigned char *p, int k) {
   uint64_t v = 0;
   while (k-- > 0)
     v = (v << 8) | *p++;
   return v;
-}
-
-/* Elements of the first value whose start offsets a walk records. */
-#define WALK_ELEMS 8
-
-struct codec__walk {
-  long values;      /* whole top-level values */
-  size_t end;       /* offset after the last value walked */
-  int too_deep;     /* nesting deeper than allowed somewhere */
-  uint64_t deep_at; /* element of the first value in which that began */
-  int first_array;  /* the first value is an array of */
-  uint64_t nelems;  /* this many elements, */
-  size_t nrec;      /* of which the first nrec start at */
-  size_t elem[WALK_ELEMS];
-};
-
-/* Walk [p, p+len): every value whole (one: only the first value; what
- * follows is not looked at).  Returns 0, or -1 when a count or length
- * announces more than the bytes present, a byte is not msgpack, or a value
- * is cut short.  Nesting deeper than `maxd` is not an error here:
- * w->too_deep says so and the walk goes on, counting pending elements only,
- * so that the caller still learns whether the bytes are well formed and
- * which call they belong to.  Lengths are 64-bit throughout so that nothing
- * wraps on 32-bit builds. */
-static int codec__walk(const char *p, size_t len, int one, int maxd,
-                       struct codec__walk *w) {
-  const unsigned char *s = (const unsigned char *)p;
-  /* left[d]: elements still to come in the container open at depth d+1 */
-  uint64_t left[ACTOR__MAX_DEPTH + 1];
-  uint64_t pos = 0, need, n, pending = 0; /* pending: every element to come */
-  uint64_t rest;
-  int depth = 0; /* containers open (tracked while not too deep) */
-  int top;
-  unsigned char b;
-
-  memset(w, 0, sizeof(*w));
-#define BE(k) codec__be(s + pos + 1, k)
-  while (pos < len || pending > 0) {
-    if (pos >= len)
-      return -1;
-    top = pending == 0;
-    if (top) {
-      if (one && w->values == 1)
-        break;
-      w->values++;
-    } else {
-      pending--;
-      if (!w->too_deep) {
-        if (w->values == 1 && depth == 1 && w->first_array &&
-            w->nrec < WALK_ELEMS)
-          w->elem[w->nrec++] = (size_t)pos;
-        left[depth - 1]--;
-      }
-    }
-    b = s[pos];
-    rest = len - pos;
-    need = 1;
-    n = 0; /* elements this one contains */
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-      /* fixint, nil, bool */
-    } else if ((b & 0xe0) == 0xa0) {
-      need += b & 0x1f; /* fixstr */
-    } else if ((b & 0xf0) == 0x90) {
-      n = b & 0x0f;
-    } else if ((b & 0xf0) == 0x80) {
-      n = 2u * (b & 0x0f);
-    } else {
-      switch (b) {
-      case 0xcc: case 0xd0: need = 2; break;
-      case 0xcd: case 0xd1: need = 3; break;
-      case 0xca: case 0xce: case 0xd2: need = 5; break;
-      case 0xcb: case 0xcf: case 0xd3: need = 9; break;
-      case 0xd4: need = 3; break;  /* fixext 1 */
-      case 0xd5: need = 4; break;
-      case 0xd6: need = 6; break;
-      case 0xd7: need = 10; break;
-      case 0xd8: need = 18; break;
-      case 0xd9: case 0xc4: /* str8, bin8 */
-        if (rest < 2) return -1;
-        need = 2 + BE(1);
-        break;
-      case 0xda: case 0xc5:
-        if (rest < 3) return -1;
-        need = 3 + BE(2);
-        break;
-      case 0xdb: case 0xc6:
-        if (rest < 5) return -1;
-        need = 5 + BE(4);
-        break;
-      case 0xc7: /* ext8: len, type, data */
-        if (rest < 2) return -1;
-        need = 3 + BE(1);
-        break;
-      case 0xc8:
-        if (rest < 3) return -1;
-        need = 4 + BE(2);
-        break;
-      case 0xc9:
-        if (rest < 5) return -1;
-        need = 6 + BE(4);
-        break;
-      case 0xdc: case 0xde: /* array16, map16 */
-        if (rest < 3) return -1;
-        need = 3;
-        n = BE(2) * (b == 0xde ? 2u : 1u);
-        break;
-      case 0xdd: case 0xdf:
-        if (rest < 5) return -1;
-        need = 5;
-        n = BE(4) * (b == 0xdf ? 2u : 1u);
-        break;
-      default: /* 0xc1: never used */
-        return -1;
-      }
-    }
-    if (need > rest)
-      return -1;
-    pos += need;
-    /* Every element to come takes at least one byte. */
-    if (n > len - pos || pending + n > len - pos)
-      return -1;
-    pending += n;
-    if (top && w->values == 1 &&
-        ((b & 0xf0) == 0x90 || b == 0xdc || b == 0xdd)) {
-      w->first_array = 1;
-      w->nelems = n;
-    }
-    if (n > 0 && !w->too_deep) {
-      if (depth == maxd) {
-        w->too_deep = 1;
-        /* the element of the first array being walked (left[0] already
-         * counts it as begun) */
-        w->deep_at = w->first_array && w->values == 1 && depth > 0
-                         ? w->nelems - left[0] - 1
-                         : 0;
-      } else {
-        left[depth++] = n;
-      }
-    }
-    /* Close the containers this element completed. */
-    while (!w->too_deep && depth > 0 && left[depth - 1] == 0)
-      depth--;
-  }
-#undef BE
-  w->end = (size_t)pos;
-  return 0;
-}
-
-/* Where element j of the first (array) value lies, if the walk recorded
- * it: 0, or -1. */
-static int codec__elem(const struct codec__walk *w, size_t len, size_t j,
-                       size_t *off, size_t *n) {
-  size_t end;
-  if (j >= w->nrec)
-    return -1;
-  if (j + 1 < w->nrec)
-    end = w->elem[j + 1];
-  else if (j + 1 == w->nelems && !w->too_deep)
-    end = len; /* the last element ends with the value (the frame) */
-  else
-    return -1;
-  *off = w->elem[j];
-  *n = end - w->elem[j];
-  return 0;
-}
-
-long actor__msgpack_sane(const char *p, size_t len) {
-  struct codec__walk w;
-  return codec__walk(p, len, 0, ACTOR__MAX_DEPTH, &w) ? -1 : w.values;
-}
-
-int actor__msgpack_sane_first(const char *p, size_t len, size_t *end) {
-  struct codec__walk w;
-  if (codec__walk(p, len, 1, ACTOR__MAX_DEPTH, &w) || w.values != 1)
-    return -1;
-  if (end != NULL)
-    *end = w.end;
-  return 0;
-}
-
-int actor__msgpack_check(const char *p, size_t len) {
-  struct codec__walk w;
-  if (len == 0 || codec__walk(p, len, 0, ACTOR__MAX_DEPTH, &w) || w.values != 1)
-    return ACTOR_EBADFRAME;
-  return w.too_deep ? ACTOR_EDEPTH : 0;
 }
 
 /* ---- the envelope's scalars, read in place ---- */
@@ -423,24 +254,240 @@ int actor__msg_peek(const char *body, size_t len, int *kind, uint32_t *id) {
   return 0;
 }
 
+/* One whole value at s[*pos], containers nested at most `maxd` deep: 0 and
+ * *pos past it, or -1 (a count or length announcing more than the bytes
+ * present, a byte that is not msgpack, a value cut short).  Deeper nesting
+ * is not an error here: *deep is set and the walk goes on counting
+ * elements only, so that the caller still learns whether the bytes are
+ * well formed.  This is the hot path (every frame, every call's
+ * arguments): scalars, the common case, cost one test. */
+/* stack[]: the elements still to come of each enclosing level, `cap`
+ * levels of room; returns -2 when a value needs more (the caller retries
+ * with more).  The level being walked keeps its count in a register (cur),
+ * so a scalar costs a load, a compare and a decrement. */
+static inline int codec__skip_in(const unsigned char *s, size_t len,
+                                 size_t *posp, int maxd, int *deep,
+                                 uint64_t *stack, int cap) {
+  uint64_t pending = 1; /* every element still to come, at all levels */
+  uint64_t cur = 1;     /* of which in the level being walked */
+  uint64_t need, n, rest;
+  size_t pos = *posp;
+  int depth = 0, too_deep = 0;
+  unsigned char b;
+
+#define BE(k) codec__be(s + pos + 1, k)
+  while (pending > 0) {
+    if (pos >= len)
+      return -1;
+    pending--;
+    cur--;
+    b = s[pos];
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+      pos++; /* fixint, nil, bool: the common case */
+      goto close;
+    }
+    rest = len - pos;
+    need = 1;
+    n = 0;
+    if ((b & 0xe0) == 0xa0) {
+      need += b & 0x1f; /* fixstr */
+    } else if ((b & 0xf0) == 0x90) {
+      n = b & 0x0f;
+    } else if ((b & 0xf0) == 0x80) {
+      n = 2u * (b & 0x0f);
+    } else {
+      switch (b) {
+      case 0xcc: case 0xd0: need = 2; break;
+      case 0xcd: case 0xd1: need = 3; break;
+      case 0xca: case 0xce: case 0xd2: need = 5; break;
+      case 0xcb: case 0xcf: case 0xd3: need = 9; break;
+      case 0xd4: need = 3; break;  /* fixext 1 */
+      case 0xd5: need = 4; break;
+      case 0xd6: need = 6; break;
+      case 0xd7: need = 10; break;
+      case 0xd8: need = 18; break;
+      case 0xd9: case 0xc4: /* str8, bin8 */
+        if (rest < 2) return -1;
+        need = 2 + BE(1);
+        break;
+      case 0xda: case 0xc5:
+        if (rest < 3) return -1;
+        need = 3 + BE(2);
+        break;
+      case 0xdb: case 0xc6:
+        if (rest < 5) return -1;
+        need = 5 + BE(4);
+        break;
+      case 0xc7: /* ext8: len, type, data */
+        if (rest < 2) return -1;
+        need = 3 + BE(1);
+        break;
+      case 0xc8:
+        if (rest < 3) return -1;
+        need = 4 + BE(2);
+        break;
+      case 0xc9:
+        if (rest < 5) return -1;
+        need = 6 + BE(4);
+        break;
+      case 0xdc: case 0xde: /* array16, map16 */
+        if (rest < 3) return -1;
+        need = 3;
+        n = BE(2) * (b == 0xde ? 2u : 1u);
+        break;
+      case 0xdd: case 0xdf:
+        if (rest < 5) return -1;
+        need = 5;
+        n = BE(4) * (b == 0xdf ? 2u : 1u);
+        break;
+      default: /* 0xc1: never used */
+        return -1;
+      }
+    }
+    if (need > rest)
+      return -1;
+    pos += need;
+    if (n > 0) {
+      /* Every element to come takes at least one byte. */
+      if (n > len - pos || pending + n > len - pos)
+        return -1;
+      pending += n;
+      if (too_deep)
+        continue; /* only `pending` counts now */
+      if (depth == maxd) {
+        too_deep = 1; /* levels are no longer tracked */
+        continue;
+      }
+      if (depth == cap)
+        return -2;
+      stack[depth++] = cur;
+      cur = n;
+      continue;
+    }
+  close:
+    /* Leave the levels this element completed. */
+    while (cur == 0 && depth > 0)
+      cur = stack[--depth];
+  }
+#undef BE
+  *posp = pos;
+  if (too_deep)
+    *deep = 1;
+  return 0;
+}
+
+/* Room for every level a value may have: 4 KiB of stack, so kept out of
+ * the common path's frame (whose stack probe would cost more than the
+ * walk of a small value). */
+static __attribute__((noinline)) int
+codec__skip_deep(const unsigned char *s, size_t len, size_t *posp, int maxd,
+                 int *deep) {
+  uint64_t left[ACTOR__MAX_DEPTH + 1];
+  return codec__skip_in(s, len, posp, maxd, deep, left, ACTOR__MAX_DEPTH + 1);
+}
+
+static int codec__skip(const unsigned char *s, size_t len, size_t *posp,
+                       int maxd, int *deep) {
+  uint64_t left[16];
+  int r = codec__skip_in(s, len, posp, maxd, deep, left, 16);
+  return r == -2 ? codec__skip_deep(s, len, posp, maxd, deep) : r;
+}
+
+int actor__msgpack_check(const char *p, size_t len) {
+  size_t pos = 0;
+  int deep = 0;
+  if (len == 0 ||
+      codec__skip((const unsigned char *)p, len, &pos, ACTOR__MAX_DEPTH,
+                  &deep) ||
+      pos != len)
+    return ACTOR_EBADFRAME;
+  return deep ? ACTOR_EDEPTH : 0;
+}
+
+long actor__msgpack_sane(const char *p, size_t len) {
+  size_t pos = 0;
+  long values = 0;
+  int deep = 0;
+  while (pos < len) {
+    if (codec__skip((const unsigned char *)p, len, &pos, ACTOR__MAX_DEPTH,
+                    &deep))
+      return -1;
+    values++;
+  }
+  return values;
+}
+
+int actor__msgpack_sane_first(const char *p, size_t len, size_t *end) {
+  size_t pos = 0;
+  int deep = 0;
+  if (codec__skip((const unsigned char *)p, len, &pos, ACTOR__MAX_DEPTH,
+                  &deep))
+    return -1;
+  if (end != NULL)
+    *end = pos;
+  return 0;
+}
+
+/* Where the envelope's elements lie: e[j] for the first 6 (every kind's
+ * known elements), and the first element nested too deep.  The whole frame
+ * is one array whose elements end exactly at `len`: 0, or -1. */
+struct codec__env {
+  uint64_t nelems;
+  size_t off[6], n[6];
+  uint64_t deep_at; /* the first element nested too deep, or UINT64_MAX */
+};
+
+static int codec__envelope(const unsigned char *p, size_t len,
+                           struct codec__env *v) {
+  size_t pos, start;
+  uint64_t j;
+  int deep;
+
+  if (len >= 1 && (p[0] & 0xf0) == 0x90) {
+    v->nelems = p[0] & 0x0f;
+    pos = 1;
+  } else if (len >= 3 && p[0] == 0xdc) {
+    v->nelems = codec__be(p + 1, 2);
+    pos = 3;
+  } else if (len >= 5 && p[0] == 0xdd) {
+    v->nelems = codec__be(p + 1, 4);
+    pos = 5;
+  } else {
+    return -1;
+  }
+  if (v->nelems > len - pos)
+    return -1;
+  v->deep_at = UINT64_MAX;
+  for (j = 0; j < v->nelems; j++) {
+    start = pos;
+    deep = 0;
+    if (pos < len && p[pos] <= 0x7f)
+      pos++; /* kind, id and small scalars */
+    else if (codec__skip(p, len, &pos, ACTOR__MAX_DEPTH, &deep))
+      return -1;
+    if (deep && v->deep_at == UINT64_MAX)
+      v->deep_at = j;
+    if (j < 6) {
+      v->off[j] = start;
+      v->n[j] = pos - start;
+    }
+  }
+  return pos == len ? 0 : -1;
+}
+
 int actor__msg_decode(struct actor__msg *m, const char *body, size_t len) {
   const unsigned char *p = (const unsigned char *)body;
-  struct codec__walk w;
-  struct {
-    size_t off, n;
-  } e[6];
+  struct codec__env v;
   uint64_t k, id;
-  size_t i, pay;
+  size_t pay;
   int need;
 
   memset(m, 0, sizeof(*m));
   m->kind = -1;
   /* The envelope is one level: the payload may nest ACTOR__MAX_DEPTH. */
-  if (codec__walk(body, len, 0, ACTOR__MAX_DEPTH + 1, &w) || w.values != 1 ||
-      !w.first_array || w.nelems < 2 || codec__elem(&w, len, 0, &e[0].off, &e[0].n) ||
-      codec__elem(&w, len, 1, &e[1].off, &e[1].n))
+  if (codec__envelope(p, len, &v) || v.nelems < 2)
     return ACTOR_EBADFRAME;
-#define AT(j) (p + e[j].off), e[j].n
+#define AT(j) (p + v.off[j]), v.n[j]
   if (codec__read_uint(AT(0), &k) || k > INT32_MAX ||
       codec__read_uint(AT(1), &id) || id > UINT32_MAX)
     return ACTOR_EBADFRAME;
@@ -453,27 +500,21 @@ int actor__msg_decode(struct actor__msg *m, const char *body, size_t len) {
     return ACTOR_EBADFRAME;
   /* Later versions may append elements; we read the ones we know. */
   need = codec__nelems((int)k);
-  if (w.nelems < (uint64_t)need)
+  if (v.nelems < (uint64_t)need)
     return ACTOR_EBADFRAME;
   /* Only a payload may nest: too deep elsewhere is a bad frame. */
   pay = (k == ACTOR__MSG_CALL || k == ACTOR__MSG_RETURN || k == ACTOR__MSG_ITEM)
             ? (size_t)need - 1
             : (size_t)-1;
-  if (w.too_deep) {
-    if (w.deep_at != pay)
+  if (v.deep_at != UINT64_MAX) {
+    if (v.deep_at != pay)
       return ACTOR_EBADFRAME;
     /* Well formed, attributable, but nested deeper than we accept: the
      * caller fails that one call. */
-    for (i = 2; i < pay; i++)
-      if (codec__elem(&w, len, i, &e[i].off, &e[i].n))
-        return ACTOR_EBADFRAME;
     if (k == ACTOR__MSG_CALL && codec__read_str(AT(2), &m->fn))
       return ACTOR_EBADFRAME;
     return ACTOR_EDEPTH;
   }
-  for (i = 2; i < (size_t)need; i++)
-    if (codec__elem(&w, len, i, &e[i].off, &e[i].n))
-      return ACTOR_EBADFRAME;
 
   switch (m->kind) {
   case ACTOR__MSG_HELLO:
@@ -501,8 +542,8 @@ int actor__msg_decode(struct actor__msg *m, const char *body, size_t len) {
   }
 #undef AT
   /* The payload: one whole value, handed out in place. */
-  m->payload = body + e[pay].off;
-  m->payload_len = e[pay].n;
+  m->payload = body + v.off[pay];
+  m->payload_len = v.n[pay];
   return 0;
 }
 
