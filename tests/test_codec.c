@@ -1222,6 +1222,106 @@ static void codec_depth_512_accepted_deeper_is_edepth_and_attributable(
   TH_ERR(actor__msg_decode(&m, frame, 3 + 602), ACTOR_EBADFRAME);
 }
 
+/* The value walker keeps 16 levels on its fast path and retries deeper
+ * values with room for all 512: random trees around that boundary, with
+ * siblings after every close, are walked exactly as msgpack-c unpacks them
+ * (to its own limit of 32 levels), every cut-short prefix is refused, and
+ * a trailing byte makes a second value. */
+static void tree_pack(msgpack_packer *pk, unsigned *seed, int depth) {
+  unsigned r = (*seed = *seed * 1103515245u + 12345u) >> 16;
+  int i, n;
+  if (depth == 0 || r % 2 == 0) { /* a leaf half the time: trees stay small */
+    switch (r % 5) {
+    case 0: msgpack_pack_int64(pk, (int64_t)r * 1000003); break;
+    case 1: msgpack_pack_str_with_body(pk, "libactor", r % 9); break;
+    case 2: msgpack_pack_nil(pk); break;
+    case 3: msgpack_pack_double(pk, 0.5); break;
+    default: msgpack_pack_bin_with_body(pk, "\1\2\3", r % 4); break;
+    }
+    return;
+  }
+  n = 1 + (int)((r >> 3) % 2);
+  if (r & 16) {
+    msgpack_pack_map(pk, (size_t)n);
+    for (i = 0; i < n; i++) {
+      msgpack_pack_fix_uint8(pk, (uint8_t)i);
+      tree_pack(pk, seed, depth - 1);
+    }
+  } else {
+    msgpack_pack_array(pk, (size_t)n);
+    for (i = 0; i < n; i++)
+      tree_pack(pk, seed, depth - 1);
+  }
+}
+
+static void codec_walker_agrees_with_msgpack_across_its_small_stack(
+    void **state) {
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+  msgpack_unpacked u;
+  unsigned seed = 7;
+  int t, depth;
+  (void)state;
+
+  for (t = 0; t < 400; t++) {
+    size_t off = 0, cut;
+    depth = 12 + t % 20; /* 12..31 levels: both sides of 16 */
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    /* the deepest path first, so that every tree reaches `depth` */
+    msgpack_pack_array(&pk, 2);
+    for (int d = 1; d < depth; d++) {
+      /* [nil, [...]] on even levels: a sibling before the way down */
+      msgpack_pack_array(&pk, d % 2 ? 1 : 2);
+      if (d % 2 == 0)
+        msgpack_pack_nil(&pk);
+    }
+    msgpack_pack_int(&pk, 1);
+    tree_pack(&pk, &seed, depth);
+    msgpack_unpacked_init(&u);
+    assert_int_equal(msgpack_unpack_next(&u, sb.data, sb.size, &off),
+                     MSGPACK_UNPACK_SUCCESS);
+    assert_int_equal(off, sb.size);
+    msgpack_unpacked_destroy(&u);
+    TH_OK(actor__msgpack_check(sb.data, sb.size));
+    assert_int_equal(actor__msgpack_sane(sb.data, sb.size), 1);
+    for (cut = 0; cut < sb.size; cut++)
+      assert_int_equal(actor__msgpack_sane_first(sb.data, cut, NULL), -1);
+    msgpack_sbuffer_write(&sb, "\x07", 1);
+    assert_int_equal(actor__msgpack_sane(sb.data, sb.size), 2);
+    TH_ERR(actor__msgpack_check(sb.data, sb.size), ACTOR_EBADFRAME);
+    msgpack_sbuffer_destroy(&sb);
+  }
+  /* Depth is the deepest path, not the containers seen: 64 siblings each
+   * 20 (then 500) levels deep are 1,280 (32,000) containers, all fine;
+   * one more level than 512 on the last of them is too deep. */
+  for (depth = 20; depth <= 512; depth = depth == 20 ? 511 : 512 + 1) {
+    int k, d;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 64);
+    for (k = 0; k < 64; k++) {
+      for (d = 0; d < depth; d++)
+        msgpack_pack_map(&pk, 1), msgpack_pack_nil(&pk);
+      msgpack_pack_true(&pk);
+    }
+    TH_OK(actor__msgpack_check(sb.data, sb.size));
+    msgpack_sbuffer_destroy(&sb);
+    if (depth == 511) {
+      msgpack_sbuffer_init(&sb);
+      msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+      msgpack_pack_array(&pk, 2);
+      msgpack_pack_nil(&pk);
+      for (d = 0; d < 512; d++)
+        msgpack_pack_array(&pk, 1);
+      msgpack_pack_true(&pk);
+      TH_ERR(actor__msgpack_check(sb.data, sb.size), ACTOR_EDEPTH);
+      msgpack_sbuffer_destroy(&sb);
+      break;
+    }
+  }
+}
+
 /* Issue 7 item 6: an 8 MiB frame of nils decodes in place (msgpack-c's
  * unpack would build 24 bytes of objects per element: ~200 MiB). */
 static void codec_8mib_of_nils_decodes_in_place(void **state) {
@@ -1283,6 +1383,7 @@ static int run_all(void) {
       TH_TEST(codec_extra_trailing_elements_are_ignored),
       TH_TEST(codec_msgpack_check),
       TH_TEST(codec_depth_512_accepted_deeper_is_edepth_and_attributable),
+      TH_TEST(codec_walker_agrees_with_msgpack_across_its_small_stack),
       TH_TEST(codec_8mib_of_nils_decodes_in_place),
       TH_TEST(codec_absurd_lengths_are_e2big_before_any_allocation),
       TH_TEST(codec_announced_counts_beyond_the_data_are_refused),
