@@ -261,6 +261,24 @@ int actor__msg_peek(const char *body, size_t len, int *kind, uint32_t *id) {
  * elements only, so that the caller still learns whether the bytes are
  * well formed.  This is the hot path (every frame, every call's
  * arguments): scalars, the common case, cost one test. */
+/* The whole size of every msgpack value whose first byte fixes it
+ * (integers, floats, nil, bools, fixstr, fixext); 0 for containers,
+ * variable-length values and the unused 0xc1. */
+static const unsigned char codec__fixed[256] = {
+    [0x00 ... 0x7f] = 1,
+    [0xa0] = 1, [0xa1] = 2, [0xa2] = 3, [0xa3] = 4, [0xa4] = 5, [0xa5] = 6,
+    [0xa6] = 7, [0xa7] = 8, [0xa8] = 9, [0xa9] = 10, [0xaa] = 11, [0xab] = 12,
+    [0xac] = 13, [0xad] = 14, [0xae] = 15, [0xaf] = 16, [0xb0] = 17, [0xb1] =
+    18, [0xb2] = 19, [0xb3] = 20, [0xb4] = 21, [0xb5] = 22, [0xb6] = 23,
+    [0xb7] = 24, [0xb8] = 25, [0xb9] = 26, [0xba] = 27, [0xbb] = 28, [0xbc] =
+    29, [0xbd] = 30, [0xbe] = 31, [0xbf] = 32,
+    [0xc0] = 1, [0xc2] = 1, [0xc3] = 1,
+    [0xca] = 5, [0xcb] = 9, [0xcc] = 2, [0xcd] = 3, [0xce] = 5, [0xcf] = 9,
+    [0xd0] = 2, [0xd1] = 3, [0xd2] = 5, [0xd3] = 9,
+    [0xd4] = 3, [0xd5] = 4, [0xd6] = 6, [0xd7] = 10, [0xd8] = 18,
+    [0xe0 ... 0xff] = 1,
+};
+
 /* stack[]: the elements still to come of each enclosing level, `cap`
  * levels of room; returns -2 when a value needs more (the caller retries
  * with more).  The level being walked keeps its count in a register (cur),
@@ -282,30 +300,22 @@ static inline int codec__skip_in(const unsigned char *s, size_t len,
     pending--;
     cur--;
     b = s[pos];
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-      pos++; /* fixint, nil, bool: the common case */
+    need = codec__fixed[b];
+    if (need > 0) { /* scalars, the common case: one load and a compare */
+      if (need > len - pos)
+        return -1;
+      pos += need;
       goto close;
     }
     rest = len - pos;
     need = 1;
-    n = 0;
-    if ((b & 0xe0) == 0xa0) {
-      need += b & 0x1f; /* fixstr */
-    } else if ((b & 0xf0) == 0x90) {
+    if (b <= 0x9f) { /* fixmap, fixarray */
       n = b & 0x0f;
-    } else if ((b & 0xf0) == 0x80) {
-      n = 2u * (b & 0x0f);
+      if (b < 0x90)
+        n *= 2;
     } else {
+      n = 0;
       switch (b) {
-      case 0xcc: case 0xd0: need = 2; break;
-      case 0xcd: case 0xd1: need = 3; break;
-      case 0xca: case 0xce: case 0xd2: need = 5; break;
-      case 0xcb: case 0xcf: case 0xd3: need = 9; break;
-      case 0xd4: need = 3; break;  /* fixext 1 */
-      case 0xd5: need = 4; break;
-      case 0xd6: need = 6; break;
-      case 0xd7: need = 10; break;
-      case 0xd8: need = 18; break;
       case 0xd9: case 0xc4: /* str8, bin8 */
         if (rest < 2) return -1;
         need = 2 + BE(1);
@@ -461,8 +471,9 @@ static int codec__envelope(const unsigned char *p, size_t len,
   for (j = 0; j < v->nelems; j++) {
     start = pos;
     deep = 0;
-    if (pos < len && p[pos] <= 0x7f)
-      pos++; /* kind, id and small scalars */
+    if (pos < len && codec__fixed[p[pos]] > 0 &&
+        codec__fixed[p[pos]] <= len - pos)
+      pos += codec__fixed[p[pos]]; /* kind, id, scalars */
     else if (codec__skip(p, len, &pos, ACTOR__MAX_DEPTH, &deep))
       return -1;
     if (deep && v->deep_at == UINT64_MAX)
