@@ -214,10 +214,25 @@ def _unpack(i, depth):
         return c - 0x100
     if 0xA0 <= c <= 0xBF:
         return _str(i, c & 0x1F)
-    if 0x90 <= c <= 0x9F:
-        return _array(i, c & 0x0F, depth)
-    if 0x80 <= c <= 0x8F:
-        return _map(i, c & 0x0F, depth)
+    # Containers are decoded here, not in helpers: one Python frame per
+    # level keeps 512 levels well inside the default recursion limit.
+    if 0x90 <= c <= 0x9F or c == 0xDC or c == 0xDD:
+        n = c & 0x0F if c <= 0x9F else _len(i, c - 0xDC + 1)
+        if depth >= MAX_DEPTH:
+            raise _too_deep_from()
+        _need(i, n)  # each element takes at least one byte
+        return [_unpack(i, depth + 1) for _ in range(n)]
+    if 0x80 <= c <= 0x8F or c == 0xDE or c == 0xDF:
+        n = c & 0x0F if c <= 0x8F else _len(i, c - 0xDE + 1)
+        if depth >= MAX_DEPTH:
+            raise _too_deep_from()
+        _need(i, 2 * n)
+        d = {}
+        for _ in range(n):
+            _key_ok(i)
+            k = _unpack(i, depth + 1)
+            d[k] = _unpack(i, depth + 1)
+        return d
     if c == 0xC0:
         return None
     if c == 0xC2:
@@ -239,10 +254,6 @@ def _unpack(i, depth):
         v = bytes(b[i.p:i.p + n])
         i.p += n
         return v
-    if c in (0xDC, 0xDD):
-        return _array(i, _len(i, c - 0xDC + 1), depth)
-    if c in (0xDE, 0xDF):
-        return _map(i, _len(i, c - 0xDE + 1), depth)
     if c in (0xD4, 0xD5, 0xD6, 0xD7, 0xD8, 0xC7, 0xC8, 0xC9):
         if c >= 0xD4:
             _need(i, 1)
@@ -276,16 +287,9 @@ def _str(i, n):
     return s
 
 
-def _enter(depth):
-    if depth >= MAX_DEPTH:
-        raise TooDeep("msgpack value nested deeper than %d levels (libactor's"
-                      " limit)" % MAX_DEPTH)
-
-
-def _array(i, n, depth):
-    _enter(depth)
-    _need(i, n)  # each element takes at least one byte
-    return [_unpack(i, depth + 1) for _ in range(n)]
+def _too_deep_from():
+    return TooDeep("msgpack value nested deeper than %d levels (libactor's"
+                   " limit)" % MAX_DEPTH)
 
 
 def _key_ok(i):
@@ -298,17 +302,6 @@ def _key_ok(i):
     if 0x80 <= c <= 0x8F or c in (0xDE, 0xDF):
         raise TypeError("unhashable msgpack map key: map (a dict key must "
                         "be hashable)")
-
-
-def _map(i, n, depth):
-    _enter(depth)
-    _need(i, 2 * n)
-    d = {}
-    for _ in range(n):
-        _key_ok(i)
-        k = _unpack(i, depth + 1)
-        d[k] = _unpack(i, depth + 1)
-    return d
 
 
 def unpack(data):

@@ -35,6 +35,7 @@ class LibraryNotFound(ImportError):
 
 def _import_cffi():
     try:
+        import _cffi_backend  # noqa: F401  (the part that may be refused)
         import cffi
     except ImportError as e:
         msg = str(e)

@@ -75,4 +75,20 @@ def main():
     actor.serve({"add": add, "count": count, "echo": echo, "fail": fail,
                  "identity": identity, "kw": kw, "info": info, "spin": spin,
                  "nap": nap, "spawn_child": spawn_child,
-                 "import_host_package": import_host_package})
+                 "import_host_package": import_host_package, "deep": deep,
+                 "big_int": big_int, "a_set": a_set})
+
+
+def deep(n):
+    v = []
+    for _ in range(n - 1):
+        v = [v]
+    return v
+
+
+def big_int():
+    return 2 ** 70
+
+
+def a_set():
+    return {1, 2}
