@@ -16,6 +16,7 @@ event queue").  Runs of the loop are driven in one of three ways:
             for the fd (trio.lowlevel.wait_readable) or the timeout.
 """
 import collections
+import os
 import select
 import threading
 import time
@@ -39,6 +40,7 @@ _DONE = lib.ACTOR_EV_DONE
 _buffer = ffi.buffer
 _string = ffi.string
 _cast = ffi.cast
+_now = time.perf_counter
 
 
 def _err(code, message=None):
@@ -101,8 +103,12 @@ class Runtime:
     deadlines — and waits for them.  `async with` drives it from the
     running asyncio or trio loop instead."""
 
-    def __init__(self, *, max_frame=None, max_queue=None, event_limit=0):
+    def __init__(self, *, max_frame=None, max_queue=None, event_limit=0,
+                 spin_us=None):
         self._thread = threading.get_ident()
+        if spin_us is None:
+            spin_us = 50 if len(os.sched_getaffinity(0)) > 1 else 0
+        self._spin = spin_us / 1e6
         self._rt = ffi.NULL
         self._q = ffi.NULL
         p = ffi.new("actor_rt **")
@@ -340,6 +346,15 @@ class Runtime:
                     raise TimeoutError("timed out waiting for %s" % what)
                 ms = int(left * 1000) + 1
                 t = ms if t < 0 else min(t, ms)
+            if t != 0 and self._spin:
+                # A reply usually comes within microseconds from an actor
+                # on another core: look for it before going to sleep (a
+                # wake-up costs tens of microseconds on a shared VM).
+                end = _now() + self._spin
+                while _now() < end:
+                    self._run_nowait()
+                    if done():
+                        return
             if t != 0:
                 self._poll.poll(t)
             if not self._run_nowait() and not done() and t == 0:
