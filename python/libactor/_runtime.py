@@ -362,6 +362,13 @@ class Runtime:
                                  "nothing left to run while waiting for %s"
                                  % what)
 
+    def _async_wait(self, waiters):
+        d = self._driver
+        if d is None or not d.running():
+            raise StateError(0, "ESTATE", "awaiting needs the runtime driven "
+                             "by the running loop: `async with Runtime()`")
+        return d.wait(waiters)
+
     def _kick(self):
         if self._driver is not None:
             self._driver.kick()
@@ -452,7 +459,17 @@ class Runtime:
         self._driver = _aio.driver_for(self)
 
 
-class Actor:
+class _Waitable:
+    """Something async code awaits: wakers registered by the driver."""
+
+    def _wake(self):
+        w = self._waiters
+        self._waiters = []
+        for f in w:
+            f()
+
+
+class Actor(_Waitable):
     """One actor.  Valid until its exit has been seen; after that its
     handle is gone and every operation but the read-only properties raises
     HandleGone (never a crash)."""
@@ -567,16 +584,10 @@ class Actor:
         """Await the actor's end; its ExitInfo."""
         while self.exit is None:
             self._handle()
-            await self._rt._driver.wait(self._waiters)
+            await self._rt._async_wait(self._waiters)
         return self.exit
 
     # ---- events -------------------------------------------------------------
-
-    def _wake(self):
-        w = self._waiters
-        self._waiters = []
-        for f in w:
-            f()
 
     def _hello(self, status):
         self.hello_status = status
@@ -599,7 +610,7 @@ class Actor:
         self._wake()
 
 
-class Call:
+class Call(_Waitable):
     """One call: iterate it for the actor's stream items (blocking, or
     `async for`); result() / `await call` for the return value; send()
     and end() for a two-way stream; cancel().  Valid until it completes;
@@ -633,12 +644,6 @@ class Call:
         return self._c
 
     # ---- events -------------------------------------------------------------
-
-    def _wake(self):
-        w = self._waiters
-        self._waiters = []
-        for f in w:
-            f()
 
     def _item(self, data):
         self._items.append(data)
@@ -691,7 +696,7 @@ class Call:
     def __await__(self):
         while self._status is None:
             self._rt._check()
-            yield from self._rt._driver.wait(self._waiters).__await__()
+            yield from self._rt._async_wait(self._waiters).__await__()
         self._items.clear()
         return self._outcome()
 
@@ -718,7 +723,7 @@ class Call:
     async def __anext__(self):
         while not self._items and not self._ended and self._status is None:
             self._rt._check()
-            await self._rt._driver.wait(self._waiters)
+            await self._rt._async_wait(self._waiters)
         if self._items:
             return _codec.unpack(self._items.popleft())
         if self._status not in (None, 0):

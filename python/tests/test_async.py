@@ -67,3 +67,13 @@ def test_trio():
             assert await b.start("add", 2, 2) == 4
             assert [x async for x in a.start("count", 10)] == list(range(10))
     trio.run(main)
+
+
+def test_awaiting_a_blocking_runtime_is_a_clear_error(rt):
+    a = rt.spawn(program=WORKER)
+
+    async def main():
+        with pytest.raises(libactor.StateError, match="async with"):
+            await a.start("add", 1, 2)
+    asyncio.run(main())
+    assert a.call("add", 1, 2) == 3
