@@ -185,17 +185,24 @@ static void evq_over_its_limit_stops_the_loop_and_drops_nothing(void **state) {
                    0);
   while (!s.done) {
     /* UV_RUN_DEFAULT would run until the actor exits; the bound makes it
-     * come back whenever the queue has passed 1 KiB. */
-    uv_run(&t.loop, UV_RUN_DEFAULT);
-    runs++;
-    assert_true(actor_evq_bytes(q) > 0 || s.done || actor_evq_len(q) == 0);
+     * come back whenever the queue has passed 1 KiB.  The last few
+     * hundred events may stay under the bound: those are taken with
+     * single runs. */
+    if (s.next < 15000) {
+      uv_run(&t.loop, UV_RUN_DEFAULT);
+      runs++;
+      /* It came back because the queue reached its bound, nothing lost. */
+      assert_true(actor_evq_bytes(q) >= 1024);
+    } else {
+      uv_run(&t.loop, UV_RUN_ONCE);
+    }
     while (actor_evq_next(q, &ev))
       count_items(&ev, &s);
     assert_true(runs < 100000);
   }
   assert_int_equal(s.next, 20000);
   assert_int_equal(s.ends, 1);
-  assert_true(runs > 1); /* it came back to drain */
+  assert_true(runs > 1); /* it came back to drain, again and again */
   print_message("count(20000) with a 1 KiB queue: %d runs of the loop\n", runs);
   assert_int_equal(actor_evq_len(q), 0);
   assert_int_equal(actor_evq_bytes(q), 0);
