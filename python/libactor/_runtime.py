@@ -41,6 +41,7 @@ _buffer = ffi.buffer
 _string = ffi.string
 _cast = ffi.cast
 _now = time.perf_counter
+_POLL_CAP_MS = 250
 
 
 def _err(code, message=None):
@@ -356,7 +357,11 @@ class Runtime:
                     if done():
                         return
             if t != 0:
-                self._poll.poll(t)
+                # Capped: a signal delivered to another thread of the
+                # process does not interrupt this poll(), and its Python
+                # handler (KeyboardInterrupt) runs only when we return.
+                self._poll.poll(_POLL_CAP_MS if t < 0 or t > _POLL_CAP_MS
+                                else t)
             if not self._run_nowait() and not done() and t == 0:
                 raise StateError(0, "ESTATE",
                                  "nothing left to run while waiting for %s"
