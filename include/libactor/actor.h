@@ -453,6 +453,91 @@ ACTOR_EXTERN const char *actor_call_error_message(const actor_call *c);
 ACTOR_EXTERN const char *actor_call_traceback(const actor_call *c);
 
 /* ------------------------------------------------------------------------ */
+/* Event queue (for bindings: poll instead of being called back)            */
+/* ------------------------------------------------------------------------ */
+
+/* A binding to another language (the Python package, docs/python.md) may
+ * not want C to call into it: cffi callbacks need writable+executable
+ * memory on hardened systems and swallow the exceptions raised in them.
+ * An event queue is the alternative: register the library's own callbacks
+ * below, each with the queue as its `arg`, and after each run of the loop
+ * take the events out with actor_evq_next().  Everything a callback would
+ * only see during the callback is copied into the event (the bytes, the
+ * exit information, a failed call's type, message and traceback), so it
+ * stays valid until the event is released.
+ *
+ * Bounds.  The queue holds every event until it is taken: none is dropped
+ * (DONE and EXIT must arrive).  When the bytes it holds reach its limit
+ * (actor_evq_new's `limit`; 0: 8 MiB), each further event also stops the
+ * loop (uv_stop): the current run of the loop returns at the end of its
+ * iteration, so the queue exceeds the limit by at most what one iteration
+ * delivers (bounded by the runtime's frame and read sizes).  Drain it after
+ * every run.
+ *
+ * Handles.  `handle` is the actor or call the event is about, as an
+ * identity: an actor is freed after its EXIT event's callback, a call
+ * after DONE's, so the pointer may be stale by the time the event is
+ * taken; never dereference it.  A handle's events are queued in the order
+ * the callbacks ran, and no handle address is reused before all the events
+ * of the handle it was are queued; a binding that drains after every run
+ * (and after actor_stop/_kill/actor_rt_close, which may complete calls at
+ * once) before starting new calls never confuses two handles.  `data` is
+ * actor_get_data() of the actor concerned (for a call, its actor's) at the
+ * time of the event: a binding may keep its own token there.
+ * Thread: the queue belongs to the loop's thread, as its runtime does. */
+typedef struct actor_evq actor_evq;
+
+enum {
+  ACTOR_EVQ_CALL = 1,   /* actor_call_cb: event ITEM/END/DONE */
+  ACTOR_EVQ_HELLO = 2,  /* actor_hello_cb */
+  ACTOR_EVQ_EXIT = 3,   /* actor_exit_cb */
+  ACTOR_EVQ_OUTPUT = 4  /* actor_output_cb */
+};
+
+/* One event, filled in by actor_evq_next().  Its pointers are valid until
+ * the next actor_evq_next() or actor_evq_free() on the queue.  Fields are
+ * only ever appended. */
+typedef struct actor_evq_event {
+  int kind;        /* ACTOR_EVQ_* */
+  int event;       /* CALL: ACTOR_EV_*; OUTPUT: the fd (1, 2); else 0 */
+  int status;      /* CALL DONE: 0 or the error; HELLO: its status;
+                      EXIT: actor_exit_error(); else 0 */
+  int exit_status; /* EXIT: actor_exit_status(), actor_exit_signal() */
+  int exit_signal;
+  int reserved;
+  void *handle;    /* the actor_call (CALL) or actor (others): identity only */
+  void *data;      /* actor_get_data() of the actor concerned */
+  uint64_t actor_id; /* actor_id() of the actor concerned */
+  const char *bytes; /* CALL ITEM/DONE: the msgpack value; OUTPUT: the line;
+                        EXIT: the reason (NUL-terminated); else "" */
+  size_t len;
+  const char *error_type; /* CALL DONE with an error: actor_call_error_type(), */
+  const char *error_message; /* _message(), _traceback(); else "" */
+  const char *traceback;
+} actor_evq_event;
+
+/* A queue for the callbacks of `rt`'s actors and calls; limit: bytes held
+ * before each event also stops the loop (0: 8 MiB).  Free it after the
+ * runtime (its last events come from actor_rt_close's run).  Freeing
+ * discards the events not taken.  NULL is a no-op. */
+ACTOR_EXTERN int actor_evq_new(actor_evq **qp, actor_rt *rt, size_t limit);
+ACTOR_EXTERN void actor_evq_free(actor_evq *q);
+/* Take the oldest event into *ev (releasing the one taken before): 1, or 0
+ * when the queue is empty (*ev untouched). */
+ACTOR_EXTERN int actor_evq_next(actor_evq *q, actor_evq_event *ev);
+/* Events waiting, and the bytes they hold. */
+ACTOR_EXTERN size_t actor_evq_len(const actor_evq *q);
+ACTOR_EXTERN size_t actor_evq_bytes(const actor_evq *q);
+/* The callbacks: pass each with the queue as its `arg`
+ * (actor_call_start, actor_opts_on_exit/_on_hello/_on_output). */
+ACTOR_EXTERN void actor_evq_call_cb(actor_call *c, int event, int status,
+                                    const char *data, size_t len, void *arg);
+ACTOR_EXTERN void actor_evq_exit_cb(actor *a, void *arg);
+ACTOR_EXTERN void actor_evq_hello_cb(actor *a, int status, void *arg);
+ACTOR_EXTERN void actor_evq_output_cb(actor *a, int fd, const char *line,
+                                      size_t len, void *arg);
+
+/* ------------------------------------------------------------------------ */
 /* The Python layer (libactor-python only; the core library answers        */
 /* ACTOR_EUNAVAIL)                                                          */
 /* ------------------------------------------------------------------------ */

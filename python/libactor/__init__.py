@@ -1,0 +1,43 @@
+"""libactor for Python hosts: spawn and supervise actors (C programs,
+Python actors in sub-interpreters or child processes) from Python.
+
+    import libactor
+    with libactor.Runtime() as rt:
+        a = rt.spawn("pyworker:main", backend="subint", path=["examples"])
+        print(a.call("add", 1, 2))
+
+docs/python.md is the manual; libactor.raw is the C API itself (cffi)."""
+from . import _lib as raw
+from ._codec import MAX_DEPTH, TooDeep, pack, unpack
+from ._runtime import (Actor, Call, ExitInfo, Runtime, backend_available,
+                       backends, check)
+from .errors import (ActorGone, BackendUnavailable, Cancelled, Error,
+                     HandleGone, NoFunction, ProtocolError, RemoteError,
+                     StateError, TooDeepError, ValueTooBig, WrongThread)
+
+__version__ = "0.1.0"
+ffi = raw.ffi
+lib = raw.lib
+
+
+def library_version():
+    """The loaded C library's version string."""
+    return ffi.string(lib.actor_version_string()).decode()
+
+
+def subint_thread_count():
+    """Sub-interpreter threads alive in this process (all runtimes)."""
+    return lib.actor_subint_thread_count()
+
+
+def subint_abandoned_count():
+    return lib.actor_subint_abandoned_count()
+
+
+__all__ = ["Runtime", "Actor", "Call", "ExitInfo", "backends",
+           "backend_available", "check", "pack", "unpack", "MAX_DEPTH",
+           "TooDeep", "Error", "RemoteError", "Cancelled", "ActorGone",
+           "BackendUnavailable", "NoFunction", "ProtocolError", "StateError",
+           "HandleGone", "WrongThread", "ValueTooBig", "TooDeepError",
+           "library_version", "subint_thread_count", "subint_abandoned_count",
+           "raw", "ffi", "lib"]

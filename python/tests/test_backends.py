@@ -1,0 +1,64 @@
+"""Every backend from a Python host, the sub-interpreters inside this very
+process with no second CPython loaded."""
+import os
+
+import pytest
+
+import libactor
+from conftest import ACTORS, PATH, WORKER
+
+
+def test_one_cpython_in_the_process(rt):
+    a = rt.spawn(ACTORS, backend="subint", path=PATH)
+    assert a.call("info")["pid"] == os.getpid()
+    with open("/proc/self/maps") as f:
+        maps = f.read()
+    libs = {line.split()[-1] for line in maps.splitlines()
+            if "libpython" in line}
+    assert libs == set(), libs  # CPython is the executable's own
+    assert libactor.raw.library_path in maps or "libactor-python" in maps
+
+
+def test_subproc_c_actor(rt):
+    a = rt.spawn(program=WORKER)
+    assert a.backend == "subproc" and a.pid > 0
+    assert a.call("add", 20, 22) == 42
+    assert list(a.stream("count", 3)) == [0, 1, 2]
+
+
+def test_subproc_python_actor(rt):
+    a = rt.spawn(ACTORS, backend="subproc", path=PATH)
+    info = a.call("info")
+    assert info["backend"] == "subproc" and info["pid"] == a.pid
+    assert info["pid"] != os.getpid()
+
+
+@pytest.mark.parametrize("mode", ["isolated", "legacy"])
+def test_subint_in_this_process(rt, mode):
+    a = rt.spawn(ACTORS, backend="subint", subint_mode=mode, path=PATH)
+    assert a.call("info")["backend"] == "subint"
+    assert libactor.subint_thread_count() == 1
+
+
+def test_subint_fork_stub_says_why():
+    with libactor.Runtime() as rt:
+        with pytest.raises(libactor.BackendUnavailable) as ei:
+            rt.spawn(ACTORS, backend="subint_fork", path=PATH)
+    assert ei.value.name in ("ACTOR_EUNAVAIL", "ACTOR_EBLOCKED")
+    assert "fork" in ei.value.message
+    assert isinstance(libactor.backend_available("subint_fork"),
+                      libactor.BackendUnavailable)
+
+
+def test_unknown_backend(rt):
+    with pytest.raises(libactor.BackendUnavailable) as ei:
+        rt.spawn(program=WORKER, backend="nope")
+    assert ei.value.name == "ACTOR_ENOBACKEND"
+    assert libactor.backend_available("subproc") is None
+    assert "subint" in libactor.backends()
+
+
+def test_spawn_failure_says_why(rt):
+    with pytest.raises(OSError) as ei:
+        rt.spawn(program="./no-such-program")
+    assert "cannot execute" in ei.value.message
