@@ -42,6 +42,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -336,6 +337,7 @@ static struct {
   struct pooled *list[2];
   int threads;
   int refiller;
+  uint64_t last_take_ns; /* CLOCK_MONOTONIC */
   int atexit_done, py_atexit_done;
 } pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
@@ -345,6 +347,17 @@ unsigned long actor__subint_pool_taken(void) { return atomic_load(&pool_taken); 
 
 #define POOL_MAX 64
 #define POOL_EXIT_WAIT_S 5 /* ending one takes milliseconds */
+/* A refill waits until no spawn has taken from the pool for this long:
+ * making an interpreter takes a core (and the main GIL) for milliseconds,
+ * which the actors just started need more (a burst of spawns, each
+ * starting its entry). */
+#define POOL_REFILL_QUIET_NS (5 * 1000000ull)
+
+static uint64_t pool_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static void pool_thread_gone(void) {
   pthread_mutex_lock(&pool.mu);
@@ -421,6 +434,8 @@ static void pool_py_atexit_register(void);
 static void *pool_refiller(void *arg) {
   PyThreadState *ts;
   struct pooled *p;
+  struct timespec until;
+  uint64_t now, wait;
   pthread_t t;
   int mode, r;
 
@@ -447,6 +462,17 @@ static void *pool_refiller(void *arg) {
       if (pool.target[0] == 0 && pool.target[1] == 0)
         break;
       pthread_cond_wait(&pool.cv, &pool.mu);
+      continue;
+    }
+    now = pool_now_ns();
+    if (now - pool.last_take_ns < POOL_REFILL_QUIET_NS) {
+      /* (the condition variable's clock is CLOCK_REALTIME) */
+      clock_gettime(CLOCK_REALTIME, &until);
+      wait = POOL_REFILL_QUIET_NS - (now - pool.last_take_ns);
+      until.tv_nsec += (long)wait;
+      until.tv_sec += until.tv_nsec / 1000000000L;
+      until.tv_nsec %= 1000000000L;
+      pthread_cond_timedwait(&pool.cv, &pool.mu, &until);
       continue;
     }
     p = calloc(1, sizeof(*p));
@@ -554,6 +580,7 @@ static int pool_take(struct subint_shared *sh, pthread_t *t) {
     p->sh = sh;
     *t = p->thread;
     atomic_fetch_add(&pool_taken, 1);
+    pool.last_take_ns = pool_now_ns();
     pthread_cond_signal(&p->cv);
     pthread_cond_broadcast(&pool.cv); /* refill */
   }
