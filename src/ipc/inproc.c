@@ -34,9 +34,9 @@
  * gives the CPU up, so each spin was pure loss (a 65 us round trip on one
  * core against 3 us for a blocking ping-pong).  So each side records the
  * CPU it runs on (sched_getcpu, a read of the rseq area) and does not spin
- * for a peer that last ran on its own CPU; and a spin that ran out makes
- * the next 2^k - 1 waits block at once (k: the unanswered spins in a row,
- * up to 6), which covers a peer on another CPU that is not running (a
+ * for a peer that last ran on its own CPU; and k spins in a row that ran
+ * out make the next 2^(k-1) - 1 waits block at once (up to 15), which
+ * covers a peer on another CPU that is not running (a
  * loaded machine) or slow to answer.  An answered spin resets it.
  * Blocking is a futex wait either way: the child's on its condition
  * variable, the parent's in its loop (the child's uv_async_send).
@@ -74,15 +74,15 @@
 /* After a burst, buffers give back memory above this. */
 #define INPROC_KEEP (256 * 1024)
 
-/* Whether spinning pays, learnt from the last spins: after a spin that
- * ran out, the next 2^fails - 1 waits do not spin (up to
- * INPROC_SKIP_MAX), so a peer that cannot answer quickly — preempted, or
+/* Whether spinning pays, learnt from the last spins: after `fails` spins
+ * in a row that ran out, the next 2^(fails-1) - 1 waits do not spin (up to
+ * INPROC_SKIP_MAX - 1), so a peer that cannot answer quickly — preempted, or
  * on our CPU with the scheduler not switching — costs one failed spin now
  * and then instead of one per wait.  A spin that is answered resets it. */
 struct spin_luck {
   unsigned fails, skip;
 };
-#define INPROC_SKIP_MAX 64
+#define INPROC_SKIP_MAX 16
 
 struct actor__inproc {
   pthread_mutex_t mu;
@@ -143,9 +143,11 @@ static void luck_result(struct spin_luck *l, int answered) {
     l->fails = 0;
     return;
   }
-  if ((1u << l->fails) < INPROC_SKIP_MAX)
+  /* One miss is often a peer preempted once: skipping the next spins
+   * then costs a wake-up each (tens of microseconds across CPUs). */
+  if ((1u << l->fails) < 2 * INPROC_SKIP_MAX)
     l->fails++;
-  l->skip = (1u << l->fails) - 1;
+  l->skip = (1u << l->fails) / 2 - 1;
 }
 
 static void cpu_relax(void) {
