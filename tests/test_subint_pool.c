@@ -339,6 +339,33 @@ static void subint_pool_kill_before_start_is_not_abandoned(void **state) {
   drain_all();
 }
 
+/* ---- fork ------------------------------------------------------------------------- */
+
+/* The child of a fork has none of the pool's threads (nor, once CPython
+ * has run its fork handling, the interpreters): its pool must start empty,
+ * or its exit would wait for threads that are not there. */
+static void subint_pool_forked_child_starts_with_an_empty_pool(void **state) {
+  pid_t pid;
+  int st;
+
+  TH_OK(actor_subint_pool_set(ACTOR_SUBINT_ISOLATED, 2));
+  WAIT_UNTIL(actor_subint_pool_count(ACTOR_SUBINT_ISOLATED) == 2);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0)
+    _exit(actor_subint_pool_threads() == 0 &&
+                  actor_subint_pool_count(ACTOR_SUBINT_ISOLATED) == 0 &&
+                  actor_subint_pool_set(ACTOR_SUBINT_ISOLATED, 0) == 0
+              ? 0
+              : 1);
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+  /* The parent's pool is untouched. */
+  assert_int_equal(actor_subint_pool_count(ACTOR_SUBINT_ISOLATED), 2);
+  drain_all();
+}
+
 /* ---- the process ends with parked interpreters ------------------------------------ */
 
 /* A C host: parked interpreters of both modes, one actor served, then the
@@ -443,6 +470,7 @@ static int run_all(void) {
       TH_TEST_T(subint_pool_spawns_while_actors_run_with_other_paths_and_entries,
                 60),
       TH_TEST(subint_pool_kill_before_start_is_not_abandoned),
+      TH_TEST(subint_pool_forked_child_starts_with_an_empty_pool),
       TH_TEST(subint_pool_process_exit_with_parked_interpreters_is_clean),
       TH_TEST(subint_pool_python_finalize_with_parked_interpreters_is_clean),
   };

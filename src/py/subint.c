@@ -338,7 +338,7 @@ static struct {
   int threads;
   int refiller;
   uint64_t last_take_ns; /* CLOCK_MONOTONIC */
-  int atexit_done, py_atexit_done;
+  int atexit_done, py_atexit_done, atfork_done;
 } pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static atomic_ulong pool_taken; /* spawns served from the pool, for tests */
@@ -567,6 +567,24 @@ static void pool_py_atexit_register(void) {
 
 static void pool_c_atexit(void) { pool_drain_wait(POOL_EXIT_WAIT_S); }
 
+/* A fork (a legacy actor may fork; so may a Python host) copies none of
+ * the pool's threads, and CPython deletes the copied sub-interpreters in
+ * the child: the child's pool starts empty, or its exit would wait for
+ * threads that are not there. */
+static void pool_atfork_prepare(void) { pthread_mutex_lock(&pool.mu); }
+static void pool_atfork_parent(void) { pthread_mutex_unlock(&pool.mu); }
+static void pool_atfork_child(void) {
+  int m;
+  for (m = 0; m < 2; m++) {
+    pool.target[m] = pool.parked[m] = pool.making[m] = pool.failed[m] = 0;
+    pool.list[m] = NULL; /* their memory stays with the parent's threads */
+  }
+  pool.threads = 0;
+  pool.refiller = 0;
+  pthread_cond_init(&pool.cv, NULL);
+  pthread_mutex_unlock(&pool.mu);
+}
+
 /* A spawn: take a parked interpreter of sh->mode and hand it the actor.
  * 1 with *t its thread, or 0 when none is parked (the cold path). */
 static int pool_take(struct subint_shared *sh, pthread_t *t) {
@@ -623,6 +641,10 @@ int actor_subint_pool_set(int mode, int size) {
   }
   if (r == 0 && size > 0 && !pool.atexit_done && atexit(pool_c_atexit) == 0)
     pool.atexit_done = 1;
+  if (r == 0 && size > 0 && !pool.atfork_done &&
+      pthread_atfork(pool_atfork_prepare, pool_atfork_parent,
+                     pool_atfork_child) == 0)
+    pool.atfork_done = 1;
   pthread_cond_broadcast(&pool.cv);
   pthread_mutex_unlock(&pool.mu);
   return r;
