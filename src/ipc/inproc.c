@@ -485,6 +485,9 @@ int actor__inproc_open_parent(struct actor__chan *ch, uv_loop_t *loop,
   pthread_mutex_lock(&ip->mu);
   ip->async = &t->async;
   pthread_mutex_unlock(&ip->mu);
+  /* Known before the first send: the child's first wait must not spin for
+   * a loop on its own CPU either. */
+  atomic_store_explicit(&ip->parent_cpu, this_cpu(), memory_order_relaxed);
   /* The child may have written (HELLO) before we attached. */
   uv_async_send(&t->async);
   return 0;
