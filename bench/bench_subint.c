@@ -8,11 +8,17 @@
  *                            (our overhead over CPython's own cost)
  *   stream of items from a Python generator (items/s)
  *
- *   bench_subint DIR [scale]     DIR holds pyworker.py (examples/) */
+ *   spawn -> first reply, cold and from the warm pool (actor_subint_pool_set)
+ *
+ *   bench_subint DIR [scale] [apart]   DIR holds pyworker.py (examples/);
+ *                            apart: the loop thread on CPU 0, the actor's
+ *                            on CPU 1 (it inherits the spawning thread's
+ *                            affinity), for the round trip across cores */
 #define _GNU_SOURCE
 #include <Python.h>
 #include <libactor/actor.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +27,7 @@
 #include <uv.h>
 
 static const char *dir;
+static int apart; /* pin the two threads of a round trip to CPUs 0 and 1 */
 static double now_us(void) { return (double)uv_hrtime() / 1e3; }
 
 struct st {
@@ -61,6 +68,48 @@ static void wait_for(actor_rt *rt, int *flag) {
     actor_rt_run(rt, ACTOR_RUN_ONCE);
 }
 
+static void pin(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+static void wait_parked(int n) {
+  while (actor_subint_pool_count(ACTOR_SUBINT_ISOLATED) < n)
+    usleep(200);
+}
+
+/* spawn -> first reply (median of n), from the pool if `warm`. */
+static double spawn_reply_us(actor_rt *rt, int n, int warm) {
+  static const char args[] = {(char)0x92, 0x02, 0x28};
+  double *v = calloc((size_t)n, sizeof(*v)), t0, med;
+  struct st s;
+  actor *a;
+  int i, j;
+  for (i = 0; i < n; i++) {
+    if (warm)
+      wait_parked(1);
+    memset(&s, 0, sizeof(s));
+    t0 = now_us();
+    a = spawn(rt, &s, ACTOR_SUBINT_ISOLATED);
+    actor_call_start(a, "add", args, sizeof(args), on_call, &s, NULL);
+    wait_for(rt, &s.done);
+    v[i] = now_us() - t0;
+    actor_stop(a);
+    wait_for(rt, &s.exited);
+  }
+  for (i = 1; i < n; i++) /* insertion sort: n is small */
+    for (j = i; j > 0 && v[j] < v[j - 1]; j--) {
+      t0 = v[j];
+      v[j] = v[j - 1];
+      v[j - 1] = t0;
+    }
+  med = v[n / 2];
+  free(v);
+  return med;
+}
+
 /* ---- references ---------------------------------------------------------- */
 
 static void *echo_thread(void *arg) {
@@ -78,7 +127,11 @@ static double ref_pingpong_us(int n) {
   pthread_t t;
   double t0;
   socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+  if (apart)
+    pin(1);
   pthread_create(&t, NULL, echo_thread, &sv[1]);
+  if (apart)
+    pin(0);
   t0 = now_us();
   for (i = 0; i < n; i++)
     if (write(sv[0], "0123456789abcd", 14) != 14 || read(sv[0], b, 8) <= 0)
@@ -122,6 +175,7 @@ int main(int argc, char **argv) {
   char many[5] = {(char)0x91, (char)0xce, 0, 0, 0};
   double scale = argc > 2 ? atof(argv[2]) : 1.0;
   int n_rtt, n_spawn, i;
+  double cold_reply, warm_reply;
   uint32_t n_items;
   double rtt, ref_rtt, sp, ref_sp, t0 = 0, rate;
   actor_rt *rt;
@@ -133,6 +187,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   dir = argv[1];
+  apart = argc > 3 && strcmp(argv[3], "apart") == 0;
   if (scale <= 0)
     scale = 1;
   n_rtt = (int)(20000 * scale) + 10;
@@ -147,7 +202,11 @@ int main(int argc, char **argv) {
 
   /* call round trip (also initialises CPython) */
   memset(&s, 0, sizeof(s));
+  if (apart)
+    pin(1); /* the actor's thread inherits it */
   a = spawn(rt, &s, ACTOR_SUBINT_ISOLATED);
+  if (apart)
+    pin(0);
   wait_for(rt, &s.hello);
   for (i = -200; i < n_rtt; i++) {
     if (i == 0)
@@ -185,6 +244,12 @@ int main(int argc, char **argv) {
   }
   sp = (now_us() - t0) / n_spawn;
   ref_sp = ref_interp_us(n_spawn);
+
+  /* spawn -> first reply, cold and warm */
+  cold_reply = spawn_reply_us(rt, n_spawn, 0);
+  actor_subint_pool_set(ACTOR_SUBINT_ISOLATED, 1);
+  warm_reply = spawn_reply_us(rt, n_spawn, 1);
+  actor_subint_pool_set(ACTOR_SUBINT_ISOLATED, 0);
   actor_rt_shutdown(rt);
 
   printf("%-36s %12s %12s %8s %10s\n", "benchmark (subint, isolated)",
@@ -195,5 +260,9 @@ int main(int argc, char **argv) {
          rate / 1e6, "-", "-", "-");
   printf("%-36s %9.0f us %9.0f us %8.2f %10s\n", "spawn -> first reply -> exit",
          sp, ref_sp, sp / ref_sp, "-");
+  printf("%-36s %9.0f us %12s %8s %10s\n", "spawn -> first reply, cold", cold_reply,
+         "-", "-", "-");
+  printf("%-36s %9.0f us %12s %8s %10s\n", "spawn -> first reply, warm pool",
+         warm_reply, "-", "-", "<=500us");
   return 0;
 }

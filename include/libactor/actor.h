@@ -550,6 +550,31 @@ ACTOR_EXTERN void actor_evq_output_cb(actor *a, int fd, const char *line,
 ACTOR_EXTERN int actor_subint_abandoned_count(void);
 ACTOR_EXTERN int actor_subint_thread_count(void);
 
+/* The warm pool of sub-interpreters (docs/backends.md, "Warm pool"):
+ * keep `size` (0..64) interpreters of `mode` (ACTOR_SUBINT_*) made ahead
+ * of time, each parked on a thread of its own with libactor_child loaded,
+ * so that a subint spawn of that mode takes one instead of making one
+ * (milliseconds less).  Each serves one actor and ends with it; the pool
+ * refills itself on a thread of its own, never the loop's.  Process-wide:
+ * the interpreters belong to the process's CPython, not to a runtime, and
+ * any runtime's spawn takes from it.  size 0 drains the mode: its parked
+ * interpreters end (on their threads, in the background: this returns at
+ * once).  What is parked is ended before the process exits (atexit) and,
+ * in a Python host, before CPython finalises.  A spawn with the pool empty
+ * takes the cold path, as without a pool.  Initialises CPython in a C
+ * host, as the first subint spawn would: call it from a thread that holds
+ * no Python thread state.  0, -EINVAL (mode or size), ACTOR_ESTATE (the
+ * calling thread holds a Python thread state), ACTOR_EUNAVAIL /
+ * ACTOR_EPYTHON (no usable CPython), or -errno (no thread). */
+ACTOR_EXTERN int actor_subint_pool_set(int mode, int size);
+/* Interpreters of `mode` parked and ready now (-EINVAL for a bad mode). */
+ACTOR_EXTERN int actor_subint_pool_count(int mode);
+/* Threads the pool owns now: its refiller and the interpreters being made,
+ * parked or being ended.  An interpreter taken by a spawn leaves this
+ * count for actor_subint_thread_count(), which counts the threads running
+ * actors.  0: the pool has nothing left in the process.  Any thread. */
+ACTOR_EXTERN int actor_subint_pool_threads(void);
+
 /* Does CPython still refuse fork() from a sub-interpreter?  Runs the
  * experiment in a sacrificial process: a sub-interpreter on a thread forks,
  * and the fate of the forked child is recorded.  *blocked: 1 blocked, 0

@@ -25,8 +25,21 @@
  * just before its loop would block — and while it spins, the child skips
  * uv_async_send (a syscall).  The child reads `parent_spinning` under the
  * mutex, and the parent clears it under the mutex and then takes what
- * arrived, so a frame written as the spin ends is never left unseen.  Blocking on the child side always happens with no Python
- * lock held (the caller releases its GIL first).
+ * arrived, so a frame written as the spin ends is never left unseen.
+ * Blocking on the child side always happens with no Python lock held (the
+ * caller releases its GIL first).
+ *
+ * A spin only pays while the peer runs at the same time, on another CPU.
+ * With both ends on one CPU the peer cannot answer until the spinner
+ * gives the CPU up, so each spin was pure loss (a 65 us round trip on one
+ * core against 3 us for a blocking ping-pong).  So each side records the
+ * CPU it runs on (sched_getcpu, a read of the rseq area) and does not spin
+ * for a peer that last ran on its own CPU; and k spins in a row that ran
+ * out make the next 2^(k-1) - 1 waits block at once (up to 15), which
+ * covers a peer on another CPU that is not running (a
+ * loaded machine) or slow to answer.  An answered spin resets it.
+ * Blocking is a futex wait either way: the child's on its condition
+ * variable, the parent's in its loop (the child's uv_async_send).
  *
  * Backpressure, child -> parent: the child's writes wait while more than
  * INPROC_C2P_MAX bytes are queued for the parent (as a socket's would), so
@@ -42,6 +55,7 @@
  * is not closed, so it never touches a closed handle. */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +74,16 @@
 /* After a burst, buffers give back memory above this. */
 #define INPROC_KEEP (256 * 1024)
 
+/* Whether spinning pays, learnt from the last spins: after `fails` spins
+ * in a row that ran out, the next 2^(fails-1) - 1 waits do not spin (up to
+ * INPROC_SKIP_MAX - 1), so a peer that cannot answer quickly — preempted, or
+ * on our CPU with the scheduler not switching — costs one failed spin now
+ * and then instead of one per wait.  A spin that is answered resets it. */
+struct spin_luck {
+  unsigned fails, skip;
+};
+#define INPROC_SKIP_MAX 16
+
 struct actor__inproc {
   pthread_mutex_t mu;
   pthread_cond_t cv;       /* the child waits for input */
@@ -76,6 +100,11 @@ struct actor__inproc {
   int child_closed;  /* child side gone: EOF for the parent */
   uv_async_t *async; /* the parent's wake-up; NULL once closed */
   atomic_int refs;
+  /* The CPU each side last ran on (-1: not known): a side does not spin
+   * for an answer from a peer on its own CPU, which cannot run while it
+   * spins. */
+  atomic_int parent_cpu, child_cpu;
+  struct spin_luck child_luck; /* the reader's (one at a time) */
 };
 
 struct actor__inproc *actor__inproc_new(void) {
@@ -96,8 +125,41 @@ struct actor__inproc *actor__inproc_new(void) {
   actor__buf_init(&ip->c2p);
   atomic_init(&ip->refs, 1); /* the creator's; each side adds its own */
   atomic_init(&ip->p2c_len, 0);
+  atomic_init(&ip->parent_cpu, -1);
+  atomic_init(&ip->child_cpu, -1);
   return ip;
 }
+
+/* May this wait spin?  Counts down the skips a failed spin earned. */
+static int luck_try(struct spin_luck *l) {
+  if (l->skip == 0)
+    return 1;
+  l->skip--;
+  return 0;
+}
+
+static void luck_result(struct spin_luck *l, int answered) {
+  if (answered) {
+    l->fails = 0;
+    return;
+  }
+  /* One miss is often a peer preempted once: skipping the next spins
+   * then costs a wake-up each (tens of microseconds across CPUs). */
+  if ((1u << l->fails) < 2 * INPROC_SKIP_MAX)
+    l->fails++;
+  l->skip = (1u << l->fails) / 2 - 1;
+}
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+/* This thread's CPU, -1 if unknown (then spinning is allowed). */
+static int this_cpu(void) { return sched_getcpu(); }
 
 void actor__inproc_ref(struct actor__inproc *ip) {
   atomic_fetch_add(&ip->refs, 1);
@@ -189,6 +251,12 @@ static _Thread_local unsigned long spins; /* for tests: spins begun */
 
 unsigned long actor__inproc_spin_count(void) { return spins; }
 
+static atomic_ulong child_spins; /* for tests: spins begun by children */
+
+unsigned long actor__inproc_child_spin_count(void) {
+  return atomic_load(&child_spins);
+}
+
 static void spin__add(struct actor__chan *ch) {
   if (IPT(ch)->expect)
     return;
@@ -231,6 +299,7 @@ static int inproc__flush(struct actor__chan *ch) {
   ch->out.len = 0;
   ch->out.off = 0;
   atomic_store(&ip->p2c_len, ip->p2c.len);
+  atomic_store_explicit(&ip->parent_cpu, this_cpu(), memory_order_relaxed);
   wake = ip->child_waiting;
   pthread_mutex_unlock(&ip->mu);
   if (wake)
@@ -273,25 +342,45 @@ static void inproc__idle_cb(uv_idle_t *h) { uv_idle_stop(h); }
  * `parent_spinning` under the mutex, and we clear it under the mutex and
  * then take what arrived, so a frame written as the spin ends is never
  * left unseen. */
+static _Thread_local struct spin_luck parent_luck;
+
+void actor__inproc_spin_reset(void) {
+  memset(&parent_luck, 0, sizeof(parent_luck));
+}
+
 static void inproc__prepare_cb(uv_prepare_t *h) {
   struct actor__chan *list = spin_list, *ready = NULL, *ch, *next;
   uint64_t end;
-  int got = 0;
+  int got = 0, me, spin = 0;
 
   (void)h;
   if (list == NULL)
     return;
   spin_list = NULL;
-  spins++;
-  for (ch = list; ch != NULL; ch = IPT(ch)->spin_next) {
-    pthread_mutex_lock(&CH_IP(ch)->mu);
-    CH_IP(ch)->parent_spinning = 1;
-    pthread_mutex_unlock(&CH_IP(ch)->mu);
+  /* Worth it only for a child that may run while we spin: one on another
+   * CPU (as far as we know), and only while recent spins paid. */
+  me = this_cpu();
+  for (ch = list; ch != NULL && !spin; ch = IPT(ch)->spin_next)
+    spin = me < 0 || atomic_load_explicit(&CH_IP(ch)->child_cpu,
+                                          memory_order_relaxed) != me;
+  if (spin)
+    spin = luck_try(&parent_luck);
+  if (spin) {
+    spins++;
+    for (ch = list; ch != NULL; ch = IPT(ch)->spin_next) {
+      pthread_mutex_lock(&CH_IP(ch)->mu);
+      CH_IP(ch)->parent_spinning = 1;
+      pthread_mutex_unlock(&CH_IP(ch)->mu);
+    }
+    end = inproc__now_ns() + INPROC_PARENT_SPIN_NS;
+    while (!got && inproc__now_ns() < end) {
+      for (ch = list; ch != NULL && !got; ch = IPT(ch)->spin_next)
+        got = atomic_load_explicit(&CH_IP(ch)->c2p_len,
+                                   memory_order_acquire) > 0;
+      cpu_relax();
+    }
+    luck_result(&parent_luck, got);
   }
-  end = inproc__now_ns() + INPROC_PARENT_SPIN_NS;
-  while (!got && inproc__now_ns() < end)
-    for (ch = list; ch != NULL && !got; ch = IPT(ch)->spin_next)
-      got = atomic_load_explicit(&CH_IP(ch)->c2p_len, memory_order_acquire) > 0;
   /* Take the channels off the list before any callback runs (a callback
    * may send again, putting a channel back on the new list), and keep
    * those that got something on a chain of their own. */
@@ -299,9 +388,11 @@ static void inproc__prepare_cb(uv_prepare_t *h) {
     next = IPT(ch)->spin_next;
     IPT(ch)->spin_next = NULL;
     IPT(ch)->expect = 0;
-    pthread_mutex_lock(&CH_IP(ch)->mu);
-    CH_IP(ch)->parent_spinning = 0;
-    pthread_mutex_unlock(&CH_IP(ch)->mu);
+    if (spin) {
+      pthread_mutex_lock(&CH_IP(ch)->mu);
+      CH_IP(ch)->parent_spinning = 0;
+      pthread_mutex_unlock(&CH_IP(ch)->mu);
+    }
     if (atomic_load(&CH_IP(ch)->c2p_len) > 0) {
       IPT(ch)->ready_next = ready;
       ready = ch;
@@ -394,6 +485,9 @@ int actor__inproc_open_parent(struct actor__chan *ch, uv_loop_t *loop,
   pthread_mutex_lock(&ip->mu);
   ip->async = &t->async;
   pthread_mutex_unlock(&ip->mu);
+  /* Known before the first send: the child's first wait must not spin for
+   * a loop on its own CPU either. */
+  atomic_store_explicit(&ip->parent_cpu, this_cpu(), memory_order_relaxed);
   /* The child may have written (HELLO) before we attached. */
   uv_async_send(&t->async);
   return 0;
@@ -404,6 +498,7 @@ int actor__inproc_open_parent(struct actor__chan *ch, uv_loop_t *loop,
 int actor__inproc_child_write(struct actor__inproc *ip, const char *p,
                               size_t n) {
   int r = 0;
+  atomic_store_explicit(&ip->child_cpu, this_cpu(), memory_order_relaxed);
   pthread_mutex_lock(&ip->mu);
   /* Backpressure: wait for the parent to take what is queued.  Its loop
    * always takes everything at once, so this ends when the loop runs, or
@@ -439,14 +534,27 @@ static uint64_t inproc__now_ns(void) {
 
 int actor__inproc_child_read(struct actor__inproc *ip, struct abuf *in,
                              int timeout_ms) {
-  uint64_t spin_end = inproc__now_ns() + INPROC_SPIN_NS;
+  uint64_t spin_end;
   struct timespec until;
-  int r = 0;
+  int r = 0, me = this_cpu();
 
-  /* Spin without the lock while the parent is likely to answer soon. */
-  while (atomic_load_explicit(&ip->p2c_len, memory_order_acquire) == 0 &&
-         timeout_ms != 0 && inproc__now_ns() < spin_end)
-    ;
+  /* Spin without the lock while the parent is likely to answer soon: not
+   * when it last ran on our CPU (it cannot run while we spin), nor while
+   * recent spins went unanswered. */
+  atomic_store_explicit(&ip->child_cpu, me, memory_order_relaxed);
+  if (timeout_ms != 0 &&
+      atomic_load_explicit(&ip->p2c_len, memory_order_acquire) == 0 &&
+      (me < 0 ||
+       atomic_load_explicit(&ip->parent_cpu, memory_order_relaxed) != me) &&
+      luck_try(&ip->child_luck)) {
+    atomic_fetch_add_explicit(&child_spins, 1, memory_order_relaxed);
+    spin_end = inproc__now_ns() + INPROC_SPIN_NS;
+    while (atomic_load_explicit(&ip->p2c_len, memory_order_acquire) == 0 &&
+           inproc__now_ns() < spin_end)
+      cpu_relax();
+    luck_result(&ip->child_luck,
+                atomic_load_explicit(&ip->p2c_len, memory_order_acquire) > 0);
+  }
   if (timeout_ms > 0) {
     clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += timeout_ms / 1000;

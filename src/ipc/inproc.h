@@ -37,7 +37,12 @@ int actor__inproc_child_pending(struct actor__inproc *ip);
 void actor__inproc_wake(struct actor__inproc *ip);
 
 /* Spins the parent side has begun on this thread (one per loop iteration
- * at most, whatever the number of channels); for tests. */
+ * at most, whatever the number of channels), and those child sides have
+ * begun in this process; for tests.  A side does not spin for a peer that
+ * last ran on its own CPU, nor after unanswered spins (inproc.c); reset
+ * forgets this thread's unanswered spins. */
 unsigned long actor__inproc_spin_count(void);
+unsigned long actor__inproc_child_spin_count(void);
+void actor__inproc_spin_reset(void);
 
 #endif

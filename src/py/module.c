@@ -592,9 +592,10 @@ static int set_module(const char *name, PyObject *mod) {
   return PyDict_SetItemString(modules, name, mod);
 }
 
-static PyObject *make_raw_module(struct actor__py_run *run) {
+/* _libactor, unbound (no endpoint yet), registered in sys.modules. */
+static PyObject *make_raw_module(const char *name, const char *backend,
+                                 size_t max_frame, int guard_exits) {
   PyObject *spec, *m;
-  modstate *st;
 
   /* PyModule_FromDefAndSpec() only reads spec.name; a bare module object
    * with that attribute does, without importing anything. */
@@ -613,14 +614,11 @@ static PyObject *make_raw_module(struct actor__py_run *run) {
     Py_DECREF(m);
     return NULL;
   }
-  st = mod_state(m);
-  st->ep = run->ep;
-  st->ib = run->ib;
-  st->max_frame = run->max_frame;
-  if (PyModule_AddStringConstant(m, "name", run->name) ||
-      PyModule_AddStringConstant(m, "backend", run->backend) ||
-      PyModule_AddIntConstant(m, "max_frame", (long)run->max_frame) ||
-      PyModule_AddIntConstant(m, "guard_exits", run->guard_exits) ||
+  mod_state(m)->max_frame = max_frame;
+  if (PyModule_AddStringConstant(m, "name", name) ||
+      PyModule_AddStringConstant(m, "backend", backend) ||
+      PyModule_AddIntConstant(m, "max_frame", (long)max_frame) ||
+      PyModule_AddIntConstant(m, "guard_exits", guard_exits) ||
       set_module("_libactor", m)) {
     Py_DECREF(m);
     return NULL;
@@ -631,10 +629,11 @@ static PyObject *make_raw_module(struct actor__py_run *run) {
 /* _libactor, then libactor_child (which guards os._exit if asked).  The
  * raw module is returned (a new reference): the runner keeps it, so its
  * state outlives anything actor code does to sys.modules. */
-static PyObject *install_modules(struct actor__py_run *run) {
+static PyObject *install_modules(const char *name, const char *backend,
+                                 size_t max_frame, int guard_exits) {
   PyObject *raw, *code, *mod;
 
-  raw = make_raw_module(run);
+  raw = make_raw_module(name, backend, max_frame, guard_exits);
   if (raw == NULL)
     return NULL;
   code = Py_CompileString(actor__child_py, "<libactor_child>", Py_file_input);
@@ -650,6 +649,34 @@ static PyObject *install_modules(struct actor__py_run *run) {
   }
   Py_DECREF(mod);
   return raw;
+}
+
+PyObject *actor__py_prepare(const char *backend, int guard_exits) {
+  return install_modules("", backend, ACTOR__DEFAULT_MAX_FRAME, guard_exits);
+}
+
+/* A prepared pair gets this actor's name and frame limit: libactor_child
+ * copied them into its globals when it was imported. */
+static int rebind_modules(PyObject *raw, struct actor__py_run *run) {
+  PyObject *child, *name, *mf;
+  int r = -1;
+
+  mod_state(raw)->max_frame = run->max_frame;
+  name = PyUnicode_FromString(run->name);
+  mf = PyLong_FromSize_t(run->max_frame);
+  child = PyDict_GetItemString(PyImport_GetModuleDict(),
+                               "libactor_child"); /* borrowed */
+  if (name != NULL && mf != NULL && child != NULL &&
+      PyObject_SetAttrString(raw, "name", name) == 0 &&
+      PyObject_SetAttrString(raw, "max_frame", mf) == 0 &&
+      PyObject_SetAttrString(child, "name", name) == 0 &&
+      PyObject_SetAttrString(child, "max_frame", mf) == 0)
+    r = 0;
+  else if (!PyErr_Occurred())
+    PyErr_SetString(PyExc_RuntimeError, "libactor_child is not loaded");
+  Py_XDECREF(name);
+  Py_XDECREF(mf);
+  return r;
 }
 
 static int prepend_paths(char *const *paths) {
@@ -728,14 +755,25 @@ int actor__py_run_actor(struct actor__py_run *run) {
   run->interrupted = 0;
   if (colon == NULL || (size_t)(colon - run->entry) >= sizeof(modname)) {
     snprintf(run->how, sizeof(run->how), "bad entry '%.200s'", run->entry);
+    Py_CLEAR(run->prepared);
     return 1;
   }
   memcpy(modname, run->entry, (size_t)(colon - run->entry));
   modname[colon - run->entry] = '\0';
 
-  raw = install_modules(run);
+  if (run->prepared != NULL) {
+    raw = run->prepared; /* ours now */
+    run->prepared = NULL;
+    if (rebind_modules(raw, run))
+      goto failed;
+  } else {
+    raw = install_modules(run->name, run->backend, run->max_frame,
+                          run->guard_exits);
+  }
   if (raw == NULL || prepend_paths(run->paths))
     goto failed;
+  mod_state(raw)->ep = run->ep;
+  mod_state(raw)->ib = run->ib;
   r = actor__py_inbox_start(run->ib, mod_state(raw)->cancelled);
   if (r) {
     errno = -r;

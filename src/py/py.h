@@ -208,10 +208,21 @@ struct actor__py_run {
   const char *backend;
   size_t max_frame;
   int guard_exits;
+  /* NULL, or what actor__py_prepare made in this interpreter (a warm
+   * pool's): the runner takes the reference and binds it to this actor
+   * instead of installing the modules. */
+  PyObject *prepared;
   char how[256];
   int interrupted;
 };
 int actor__py_run_actor(struct actor__py_run *run);
+/* Ahead of an actor (subint's warm pool), with a thread state of a fresh
+ * interpreter attached: install _libactor, unbound, and import
+ * libactor_child, as actor__py_run_actor would.  A new reference to
+ * _libactor for run.prepared, or NULL with an exception set.  The name and
+ * frame limit are the actor's, set when it runs; guard_exits is fixed
+ * here. */
+PyObject *actor__py_prepare(const char *backend, int guard_exits);
 
 /* ---- CPython in this process (runtime.c) ------------------------------------ */
 

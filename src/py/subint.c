@@ -2,10 +2,12 @@
  * own in this process.
  *
  * One dedicated thread per actor creates the interpreter, runs the entry,
- * ends the interpreter on that same thread, and exits; it is never a pooled
- * thread (a thread state left attached to a reused thread is what makes
- * teardown hang).  Isolated (own GIL, own allocator, no fork/exec) by
- * default; legacy (the main interpreter's GIL) on request.
+ * ends the interpreter on that same thread, and exits; it never serves a
+ * second actor (a thread state left attached to a reused thread is what
+ * makes teardown hang).  The thread and its interpreter are made at spawn
+ * (the cold path) or ahead of time by the warm pool (below), which hands a
+ * parked one its actor.  Isolated (own GIL, own allocator, no fork/exec)
+ * by default; legacy (the main interpreter's GIL) on request.
  *
  * The channel is in memory (ipc/inproc.c): the same frames and the same
  * parent-side dispatch as a socket, with the child blocking — GIL released
@@ -40,8 +42,10 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ipc/inproc.h"
 #include "py/py.h"
@@ -128,33 +132,18 @@ static void thread_finish(struct subint_shared *sh, int status) {
   shared_unref(sh);
 }
 
-static void *subint_thread(void *arg) {
-  struct subint_shared *sh = arg;
-  PyThreadState *main_ts, *ts = NULL;
-  struct actor__py_ep *ep;
-  struct actor__py_inbox *ib;
-  struct actor__py_run run;
+/* A sub-interpreter of `mode`, made on the calling thread from a
+ * main-interpreter thread state of its own (PyThreadState_New binds it to
+ * this thread).  0 with *ts (the new interpreter's) current and *main_ts
+ * detached, or -1 with the reason in `how`. */
+static int interp_new(int mode, PyThreadState **main_ts, PyThreadState **ts,
+                      char *how, size_t n) {
   PyStatus st;
-  int status = 1, killed;
 
-  pthread_mutex_lock(&sh->mu);
-  while (!sh->go)
-    pthread_cond_wait(&sh->cv, &sh->mu);
-  killed = sh->killed;
-  pthread_mutex_unlock(&sh->mu);
-  if (sh->abort_start || killed) {
-    snprintf(sh->how, sizeof(sh->how),
-             killed ? "killed before it started" : "never started");
-    actor__inproc_child_close(sh->ip);
-    thread_finish(sh, 1);
-    return NULL;
-  }
-
-  /* A main-interpreter thread state of our own to create the new
-   * interpreter from (PyThreadState_New binds it to this thread). */
-  main_ts = PyThreadState_New(PyInterpreterState_Main());
-  PyEval_RestoreThread(main_ts);
-  if (sh->mode == ACTOR_SUBINT_LEGACY) {
+  *ts = NULL;
+  *main_ts = PyThreadState_New(PyInterpreterState_Main());
+  PyEval_RestoreThread(*main_ts);
+  if (mode == ACTOR_SUBINT_LEGACY) {
     const PyInterpreterConfig cfg = {
         .use_main_obmalloc = 1,
         .allow_fork = 1,
@@ -164,7 +153,7 @@ static void *subint_thread(void *arg) {
         .check_multi_interp_extensions = 0,
         .gil = PyInterpreterConfig_SHARED_GIL,
     };
-    st = Py_NewInterpreterFromConfig(&ts, &cfg);
+    st = Py_NewInterpreterFromConfig(ts, &cfg);
   } else {
     const PyInterpreterConfig cfg = {
         .use_main_obmalloc = 0,
@@ -175,20 +164,56 @@ static void *subint_thread(void *arg) {
         .check_multi_interp_extensions = 1,
         .gil = PyInterpreterConfig_OWN_GIL,
     };
-    st = Py_NewInterpreterFromConfig(&ts, &cfg);
+    st = Py_NewInterpreterFromConfig(ts, &cfg);
   }
   if (PyStatus_Exception(st)) {
-    snprintf(sh->how, sizeof(sh->how), "could not create the interpreter: %s",
+    snprintf(how, n, "could not create the interpreter: %s",
              st.err_msg ? st.err_msg : "?");
-    PyThreadState_Clear(main_ts);
+    PyThreadState_Clear(*main_ts);
     PyThreadState_DeleteCurrent();
-    actor__inproc_child_close(sh->ip);
-    thread_finish(sh, 1);
-    return NULL;
+    return -1;
   }
-  /* `ts` (ours) is current; main_ts is detached.  The inbox (and its
-   * endpoint) outlives the run: interrupters use it while they are
-   * counted, and the actor's threads until the interpreter ends. */
+  return 0;
+}
+
+/* With `ts` current: end its interpreter, then drop main_ts (the thread is
+ * left with no thread state). */
+static void interp_end(PyThreadState *ts, PyThreadState *main_ts) {
+  Py_EndInterpreter(ts);
+  PyEval_RestoreThread(main_ts);
+  PyThreadState_Clear(main_ts);
+  PyThreadState_DeleteCurrent();
+}
+
+/* Wait at the gate until the loop side has opened the channel (or given
+ * up).  Returns what stops the actor from starting, or NULL. */
+static const char *thread_gate(struct subint_shared *sh) {
+  const char *no = NULL;
+  pthread_mutex_lock(&sh->mu);
+  while (!sh->go)
+    pthread_cond_wait(&sh->cv, &sh->mu);
+  if (sh->killed)
+    no = "killed before it started";
+  else if (sh->abort_start)
+    no = "never started";
+  pthread_mutex_unlock(&sh->mu);
+  return no;
+}
+
+/* The actor's life in an interpreter that exists (`ts` current, main_ts
+ * detached): run the entry unless a kill came first, end the interpreter,
+ * report.  `prepared`: the pool's modules (a reference we own), or NULL. */
+static void thread_run(struct subint_shared *sh, PyThreadState *main_ts,
+                       PyThreadState *ts, PyObject *prepared,
+                       const char *no) {
+  struct actor__py_ep *ep;
+  struct actor__py_inbox *ib;
+  struct actor__py_run run;
+  int status = 1, killed;
+
+  /* The inbox (and its endpoint) outlives the run: interrupters use it
+   * while they are counted, and the actor's threads until the interpreter
+   * ends. */
   ep = malloc(sizeof(*ep));
   ib = NULL;
   if (ep != NULL) {
@@ -201,16 +226,18 @@ static void *subint_thread(void *arg) {
    * never starts (no HELLO; its calls fail), as a process killed before
    * it ran. */
   killed = sh->killed;
-  if (!killed && ib != NULL) {
+  if (killed)
+    no = "killed before it started";
+  if (no == NULL && ib != NULL) {
     sh->interp = PyThreadState_GetInterpreter(ts);
     sh->tid = PyThread_get_thread_ident();
     sh->ib = ib;
   }
   pthread_mutex_unlock(&sh->mu);
 
-  if (killed || ib == NULL) {
-    snprintf(run.how, sizeof(run.how), "%s",
-             killed ? "killed before it started" : "out of memory");
+  if (no != NULL || ib == NULL) {
+    snprintf(run.how, sizeof(run.how), "%s", no != NULL ? no : "out of memory");
+    Py_XDECREF(prepared);
   } else {
     run.ep = ep;
     run.ib = ib;
@@ -222,6 +249,7 @@ static void *subint_thread(void *arg) {
     /* The process is the host's: os._exit() must not end it.  Legacy
      * interpreters may fork, and a forked child needs the real one. */
     run.guard_exits = sh->mode == ACTOR_SUBINT_ISOLATED;
+    run.prepared = prepared;
     status = actor__py_run_actor(&run);
   }
   actor__inproc_child_close(sh->ip); /* EOF for the parent */
@@ -251,7 +279,393 @@ static void *subint_thread(void *arg) {
   PyThreadState_Clear(main_ts);
   PyThreadState_DeleteCurrent();
   thread_finish(sh, status);
+}
+
+/* The cold path: a thread of its own, an interpreter made for the actor. */
+static void *subint_thread(void *arg) {
+  struct subint_shared *sh = arg;
+  PyThreadState *main_ts, *ts;
+  const char *no;
+
+  no = thread_gate(sh);
+  if (no != NULL) {
+    snprintf(sh->how, sizeof(sh->how), "%s", no);
+    actor__inproc_child_close(sh->ip);
+    thread_finish(sh, 1);
+    return NULL;
+  }
+  if (interp_new(sh->mode, &main_ts, &ts, sh->how, sizeof(sh->how))) {
+    actor__inproc_child_close(sh->ip);
+    thread_finish(sh, 1);
+    return NULL;
+  }
+  thread_run(sh, main_ts, ts, NULL, NULL);
   return NULL;
+}
+
+/* ---- the warm pool ------------------------------------------------------------
+ *
+ * Interpreters made ahead of time, one per parked thread, with the modules
+ * installed (actor__py_prepare), waiting for a spawn of their mode.  A
+ * spawn takes one — under the pool's mutex, no GIL, nothing that blocks —
+ * and hands it the actor: the thread then goes through the same gate and
+ * the same run as a cold one, and ends its interpreter and itself after
+ * the actor, never serving another.  One refill thread (never the loop)
+ * makes them, one at a time, to keep at most `target` parked per mode; it
+ * exits when both targets are 0.  Retired (drained) ones end their
+ * interpreter on their own thread and exit.
+ *
+ * Counted: `threads` is every thread the pool owns (the refiller, and
+ * interpreters being made, parked or ending); a parked thread taken by an
+ * actor leaves it for live_threads (actor_subint_thread_count). */
+struct pooled {
+  struct pooled *next;
+  pthread_t thread;
+  int mode;
+  int retire;                 /* under pool.mu */
+  struct subint_shared *sh;   /* under pool.mu: the actor, once taken */
+  pthread_cond_t cv;          /* wakes the parked thread */
+};
+
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv; /* the refiller's wake-up; a drain's wait */
+  int target[2];
+  int parked[2];
+  int making[2];
+  int failed[2]; /* making one failed: stop until the next pool_set */
+  struct pooled *list[2];
+  int threads;
+  int refiller;
+  uint64_t last_take_ns; /* CLOCK_MONOTONIC */
+  int atexit_done, py_atexit_done, atfork_done;
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static atomic_ulong pool_taken; /* spawns served from the pool, for tests */
+unsigned long actor__subint_pool_taken(void);
+unsigned long actor__subint_pool_taken(void) { return atomic_load(&pool_taken); }
+
+#define POOL_MAX 64
+#define POOL_EXIT_WAIT_S 5 /* ending one takes milliseconds */
+/* A refill waits until no spawn has taken from the pool for this long:
+ * making an interpreter takes a core (and the main GIL) for milliseconds,
+ * which the actors just started need more (a burst of spawns, each
+ * starting its entry). */
+#define POOL_REFILL_QUIET_NS (5 * 1000000ull)
+
+static uint64_t pool_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void pool_thread_gone(void) {
+  pthread_mutex_lock(&pool.mu);
+  pool.threads--;
+  pthread_cond_broadcast(&pool.cv);
+  pthread_mutex_unlock(&pool.mu);
+}
+
+static void *pool_thread(void *arg) {
+  struct pooled *p = arg;
+  PyThreadState *main_ts, *ts;
+  PyObject *prepared = NULL;
+  struct subint_shared *sh;
+  const char *no;
+  char how[256];
+  int ok;
+
+  ok = interp_new(p->mode, &main_ts, &ts, how, sizeof(how)) == 0;
+  if (ok) {
+    prepared = actor__py_prepare("subint", p->mode == ACTOR_SUBINT_ISOLATED);
+    if (prepared == NULL) {
+      PyErr_Print();
+      interp_end(ts, main_ts);
+      ok = 0;
+    } else {
+      (void)PyEval_SaveThread(); /* parked with no GIL held */
+    }
+  } else {
+    fprintf(stderr, "libactor: subint pool: %s\n", how);
+  }
+
+  pthread_mutex_lock(&pool.mu);
+  pool.making[p->mode]--;
+  if (!ok)
+    pool.failed[p->mode] = 1;
+  else if (pool.parked[p->mode] >= pool.target[p->mode])
+    p->retire = 1; /* drained, or shrunk, while it was being made */
+  else {
+    p->thread = pthread_self(); /* pthread_create may not have stored it */
+    p->next = pool.list[p->mode];
+    pool.list[p->mode] = p;
+    pool.parked[p->mode]++;
+  }
+  pthread_cond_broadcast(&pool.cv); /* the refiller waits for this one */
+  while (ok && !p->retire && p->sh == NULL)
+    pthread_cond_wait(&p->cv, &pool.mu);
+  sh = p->sh;
+  pthread_mutex_unlock(&pool.mu);
+
+  pthread_cond_destroy(&p->cv);
+  free(p);
+  if (sh == NULL) {
+    /* Never taken: end the interpreter here, where it was made. */
+    if (ok) {
+      PyEval_RestoreThread(ts);
+      Py_DECREF(prepared);
+      interp_end(ts, main_ts);
+    }
+    pthread_detach(pthread_self());
+    pool_thread_gone();
+    return NULL;
+  }
+  /* Taken: an actor thread from now on (joined by the loop side).  The
+   * gate is waited at with no GIL held, as on the cold path. */
+  no = thread_gate(sh);
+  PyEval_RestoreThread(ts);
+  thread_run(sh, main_ts, ts, prepared, no);
+  return NULL;
+}
+
+static void pool_py_atexit_register(void);
+
+/* The refiller: one interpreter at a time, while a mode is short. */
+static void *pool_refiller(void *arg) {
+  PyThreadState *ts;
+  struct pooled *p;
+  struct timespec until;
+  uint64_t now, wait;
+  pthread_t t;
+  int mode, r;
+
+  (void)arg;
+  pthread_mutex_lock(&pool.mu);
+  if (!pool.py_atexit_done) {
+    /* A Python host finalises its CPython: the parked interpreters must
+     * end before it does (Python's atexit runs first). */
+    pool.py_atexit_done = 1;
+    pthread_mutex_unlock(&pool.mu);
+    ts = PyThreadState_New(PyInterpreterState_Main());
+    PyEval_RestoreThread(ts);
+    pool_py_atexit_register();
+    PyThreadState_Clear(ts);
+    PyThreadState_DeleteCurrent();
+    pthread_mutex_lock(&pool.mu);
+  }
+  for (;;) {
+    for (mode = 0; mode < 2; mode++)
+      if (!pool.failed[mode] &&
+          pool.parked[mode] + pool.making[mode] < pool.target[mode])
+        break;
+    if (mode == 2) {
+      if (pool.target[0] == 0 && pool.target[1] == 0)
+        break;
+      pthread_cond_wait(&pool.cv, &pool.mu);
+      continue;
+    }
+    now = pool_now_ns();
+    if (now - pool.last_take_ns < POOL_REFILL_QUIET_NS) {
+      /* (the condition variable's clock is CLOCK_REALTIME) */
+      clock_gettime(CLOCK_REALTIME, &until);
+      wait = POOL_REFILL_QUIET_NS - (now - pool.last_take_ns);
+      until.tv_nsec += (long)wait;
+      until.tv_sec += until.tv_nsec / 1000000000L;
+      until.tv_nsec %= 1000000000L;
+      pthread_cond_timedwait(&pool.cv, &pool.mu, &until);
+      continue;
+    }
+    p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+      pool.failed[mode] = 1;
+      continue;
+    }
+    p->mode = mode;
+    pthread_cond_init(&p->cv, NULL);
+    pool.making[mode]++;
+    pool.threads++;
+    /* Not into p: the thread may be gone, and p freed, by the time
+     * pthread_create returns.  It records its own handle. */
+    r = pthread_create(&t, NULL, pool_thread, p);
+    if (r) {
+      pool.making[mode]--;
+      pool.threads--;
+      pool.failed[mode] = 1;
+      pthread_cond_destroy(&p->cv);
+      free(p);
+      continue;
+    }
+    /* One at a time: creation takes the main GIL and a core for
+     * milliseconds. */
+    while (pool.making[mode] > 0)
+      pthread_cond_wait(&pool.cv, &pool.mu);
+  }
+  pool.refiller = 0;
+  pool.threads--;
+  pthread_cond_broadcast(&pool.cv);
+  pthread_mutex_unlock(&pool.mu);
+  pthread_detach(pthread_self());
+  return NULL;
+}
+
+/* Under pool.mu: retire the parked interpreters of `mode` beyond `keep`. */
+static void pool_retire(int mode, int keep) {
+  struct pooled *p;
+  while (pool.parked[mode] > keep && (p = pool.list[mode]) != NULL) {
+    pool.list[mode] = p->next;
+    pool.parked[mode]--;
+    p->retire = 1;
+    pthread_cond_signal(&p->cv);
+  }
+}
+
+/* Drain both modes and wait, up to `sec` seconds, for every pool thread
+ * to end. */
+static void pool_drain_wait(int sec) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += sec;
+  pthread_mutex_lock(&pool.mu);
+  pool.target[0] = pool.target[1] = 0;
+  pool_retire(0, 0);
+  pool_retire(1, 0);
+  pthread_cond_broadcast(&pool.cv);
+  while (pool.threads > 0 &&
+         pthread_cond_timedwait(&pool.cv, &pool.mu, &until) != ETIMEDOUT)
+    ;
+  pthread_mutex_unlock(&pool.mu);
+}
+
+static PyObject *pool_py_atexit(PyObject *self, PyObject *unused) {
+  (void)self;
+  (void)unused;
+  Py_BEGIN_ALLOW_THREADS; /* retiring ones need the main GIL */
+  pool_drain_wait(POOL_EXIT_WAIT_S);
+  Py_END_ALLOW_THREADS;
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef pool_py_atexit_def = {
+    "_libactor_subint_pool_drain", pool_py_atexit, METH_NOARGS,
+    "End libactor's parked sub-interpreters (registered with atexit)."};
+
+/* With a main-interpreter thread state attached.  Python's atexit, not
+ * PyUnstable_AtExit: those callbacks run only after CPython has ended the
+ * sub-interpreters left over — ours included, from the wrong thread. */
+static void pool_py_atexit_register(void) {
+  PyObject *fn, *mod, *r = NULL;
+  fn = PyCFunction_New(&pool_py_atexit_def, NULL);
+  mod = PyImport_ImportModule("atexit");
+  if (fn != NULL && mod != NULL)
+    r = PyObject_CallMethod(mod, "register", "O", fn);
+  if (r == NULL)
+    PyErr_Print();
+  Py_XDECREF(r);
+  Py_XDECREF(mod);
+  Py_XDECREF(fn);
+}
+
+static void pool_c_atexit(void) { pool_drain_wait(POOL_EXIT_WAIT_S); }
+
+/* A fork (a legacy actor may fork; so may a Python host) copies none of
+ * the pool's threads, and CPython deletes the copied sub-interpreters in
+ * the child: the child's pool starts empty, or its exit would wait for
+ * threads that are not there. */
+static void pool_atfork_prepare(void) { pthread_mutex_lock(&pool.mu); }
+static void pool_atfork_parent(void) { pthread_mutex_unlock(&pool.mu); }
+static void pool_atfork_child(void) {
+  int m;
+  for (m = 0; m < 2; m++) {
+    pool.target[m] = pool.parked[m] = pool.making[m] = pool.failed[m] = 0;
+    pool.list[m] = NULL; /* their memory stays with the parent's threads */
+  }
+  pool.threads = 0;
+  pool.refiller = 0;
+  pthread_cond_init(&pool.cv, NULL);
+  pthread_mutex_unlock(&pool.mu);
+}
+
+/* A spawn: take a parked interpreter of sh->mode and hand it the actor.
+ * 1 with *t its thread, or 0 when none is parked (the cold path). */
+static int pool_take(struct subint_shared *sh, pthread_t *t) {
+  struct pooled *p;
+  pthread_mutex_lock(&pool.mu);
+  p = pool.list[sh->mode];
+  if (p != NULL) {
+    pool.list[sh->mode] = p->next;
+    pool.parked[sh->mode]--;
+    pool.threads--; /* live_threads has it now */
+    p->sh = sh;
+    *t = p->thread;
+    atomic_fetch_add(&pool_taken, 1);
+    pool.last_take_ns = pool_now_ns();
+    pthread_cond_signal(&p->cv);
+    pthread_cond_broadcast(&pool.cv); /* refill */
+  }
+  pthread_mutex_unlock(&pool.mu);
+  return p != NULL;
+}
+
+int actor_subint_pool_set(int mode, int size) {
+  const char *why;
+  pthread_attr_t attr;
+  pthread_t t;
+  int r = 0;
+
+  if ((mode != ACTOR_SUBINT_ISOLATED && mode != ACTOR_SUBINT_LEGACY) ||
+      size < 0 || size > POOL_MAX)
+    return -EINVAL;
+  if (size > 0) {
+    /* As for a spawn (subint_start): the interpreters need the main GIL
+     * to be made. */
+    if (Py_IsInitialized() && PyThreadState_GetUnchecked() != NULL)
+      return ACTOR_ESTATE;
+    r = actor__py_ensure(&why);
+    if (r)
+      return r;
+  }
+  pthread_mutex_lock(&pool.mu);
+  pool.target[mode] = size;
+  pool.failed[mode] = 0;
+  pool_retire(mode, size);
+  if (size > 0 && !pool.refiller) {
+    pthread_attr_init(&attr);
+    r = -pthread_create(&t, &attr, pool_refiller, NULL);
+    pthread_attr_destroy(&attr);
+    if (r == 0) {
+      pool.refiller = 1;
+      pool.threads++;
+    } else {
+      pool.target[mode] = 0;
+    }
+  }
+  if (r == 0 && size > 0 && !pool.atexit_done && atexit(pool_c_atexit) == 0)
+    pool.atexit_done = 1;
+  if (r == 0 && size > 0 && !pool.atfork_done &&
+      pthread_atfork(pool_atfork_prepare, pool_atfork_parent,
+                     pool_atfork_child) == 0)
+    pool.atfork_done = 1;
+  pthread_cond_broadcast(&pool.cv);
+  pthread_mutex_unlock(&pool.mu);
+  return r;
+}
+
+int actor_subint_pool_count(int mode) {
+  int n;
+  if (mode != ACTOR_SUBINT_ISOLATED && mode != ACTOR_SUBINT_LEGACY)
+    return -EINVAL;
+  pthread_mutex_lock(&pool.mu);
+  n = pool.parked[mode];
+  pthread_mutex_unlock(&pool.mu);
+  return n;
+}
+
+int actor_subint_pool_threads(void) {
+  int n;
+  pthread_mutex_lock(&pool.mu);
+  n = pool.threads;
+  pthread_mutex_unlock(&pool.mu);
+  return n;
 }
 
 /* ---- interrupting ---------------------------------------------------------- */
@@ -486,9 +900,13 @@ static int subint_start(void *st, actor *a, const actor_opts *o) {
   /* The thread waits at its gate until the channel is open. */
   atomic_fetch_add(&sh->refs, 1);
   atomic_fetch_add(&live_threads, 1);
-  pthread_attr_init(&attr);
-  r = pthread_create(&si->thread, &attr, subint_thread, sh);
-  pthread_attr_destroy(&attr);
+  if (pool_take(sh, &si->thread)) {
+    r = 0; /* a warm interpreter: no thread to start, none to make */
+  } else {
+    pthread_attr_init(&attr);
+    r = pthread_create(&si->thread, &attr, subint_thread, sh);
+    pthread_attr_destroy(&attr);
+  }
   if (r) {
     atomic_fetch_sub(&live_threads, 1);
     atomic_fetch_sub(&sh->refs, 1);

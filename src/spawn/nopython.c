@@ -37,6 +37,16 @@ const struct actor__backend actor__backend_subint = {
 
 int actor_subint_abandoned_count(void) { return 0; }
 int actor_subint_thread_count(void) { return 0; }
+int actor_subint_pool_set(int mode, int size) {
+  (void)mode;
+  (void)size;
+  return ACTOR_EUNAVAIL;
+}
+int actor_subint_pool_count(int mode) {
+  (void)mode;
+  return 0;
+}
+int actor_subint_pool_threads(void) { return 0; }
 
 int actor_subint_fork_probe(int *blocked, char *evidence, size_t len) {
   (void)blocked;

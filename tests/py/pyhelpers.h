@@ -5,6 +5,7 @@
 #ifndef LIBACTOR_TESTS_PYHELPERS_H
 #define LIBACTOR_TESTS_PYHELPERS_H
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +62,49 @@ static inline int pyh_interp_count(void) {
     n++;
   PyGILState_Release(g);
   return n;
+}
+
+struct gil_holder {
+  pthread_t th;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int held, release;
+};
+
+static inline void *gil_holder_main(void *arg) {
+  struct gil_holder *g = arg;
+  PyGILState_STATE s = PyGILState_Ensure();
+  pthread_mutex_lock(&g->mu);
+  g->held = 1;
+  pthread_cond_broadcast(&g->cv);
+  while (!g->release)
+    pthread_cond_wait(&g->cv, &g->mu);
+  pthread_mutex_unlock(&g->mu);
+  PyGILState_Release(s);
+  return NULL;
+}
+
+/* Another thread takes the main interpreter's GIL, so that a new actor
+ * thread cannot create its interpreter until gil_release(). */
+static inline void gil_hold(struct gil_holder *g) {
+  memset(g, 0, sizeof(*g));
+  pthread_mutex_init(&g->mu, NULL);
+  pthread_cond_init(&g->cv, NULL);
+  assert_int_equal(pthread_create(&g->th, NULL, gil_holder_main, g), 0);
+  pthread_mutex_lock(&g->mu);
+  while (!g->held)
+    pthread_cond_wait(&g->cv, &g->mu);
+  pthread_mutex_unlock(&g->mu);
+}
+
+static inline void gil_release(struct gil_holder *g) {
+  pthread_mutex_lock(&g->mu);
+  g->release = 1;
+  pthread_cond_broadcast(&g->cv);
+  pthread_mutex_unlock(&g->mu);
+  pthread_join(g->th, NULL);
+  pthread_mutex_destroy(&g->mu);
+  pthread_cond_destroy(&g->cv);
 }
 
 #endif
