@@ -34,10 +34,27 @@ def subint_abandoned_count():
     return lib.actor_subint_abandoned_count()
 
 
+def subint_pool(mode="isolated", size=None):
+    """The warm pool of sub-interpreters (docs/backends.md, "Warm pool"):
+    with `size`, keep that many interpreters of `mode` ("isolated" or
+    "legacy") parked and ready, 0 to drain; returns how many are parked
+    now.  Process-wide, like the interpreters themselves."""
+    from ._runtime import _MODES
+    try:
+        m = _MODES[mode]
+    except KeyError:
+        raise ValueError(f"subint mode must be one of {sorted(_MODES)}, "
+                         f"not {mode!r}") from None
+    if size is not None:
+        check(lib.actor_subint_pool_set(m, size))
+    return lib.actor_subint_pool_count(m)
+
+
 __all__ = ["Runtime", "Actor", "Call", "ExitInfo", "backends",
            "backend_available", "check", "pack", "unpack", "MAX_DEPTH",
            "TooDeep", "Error", "RemoteError", "Cancelled", "ActorGone",
            "BackendUnavailable", "NoFunction", "ProtocolError", "StateError",
            "HandleGone", "WrongThread", "ValueTooBig", "TooDeepError",
            "library_version", "subint_thread_count", "subint_abandoned_count",
+           "subint_pool",
            "raw", "ffi", "lib"]

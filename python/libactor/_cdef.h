@@ -145,6 +145,9 @@ typedef struct actor_evq_event {
                                       size_t len, void *arg);
  int actor_subint_abandoned_count(void);
  int actor_subint_thread_count(void);
+ int actor_subint_pool_set(int mode, int size);
+ int actor_subint_pool_count(int mode);
+ int actor_subint_pool_threads(void);
  int actor_subint_fork_probe(int *blocked, char *evidence,
                                          size_t len);
 typedef int (*actor_fn)(actor_ctx *x, const char *args, size_t len,

@@ -62,3 +62,28 @@ def test_spawn_failure_says_why(rt):
     with pytest.raises(OSError) as ei:
         rt.spawn(program="./no-such-program")
     assert "cannot execute" in ei.value.message
+
+
+@pytest.mark.parametrize("mode", ["isolated", "legacy"])
+def test_subint_warm_pool_from_python(rt, mode):
+    import time
+    with pytest.raises(ValueError):
+        libactor.subint_pool("shared", 1)
+    libactor.subint_pool(mode, 2)
+    try:
+        deadline = time.monotonic() + 30
+        while libactor.subint_pool(mode) < 2:
+            assert time.monotonic() < deadline, "the pool never filled"
+            time.sleep(0.01)
+        a = rt.spawn(ACTORS, backend="subint", subint_mode=mode, path=PATH)
+        assert a.call("info")["backend"] == "subint"
+        # it took a parked interpreter; the refill makes another
+        assert libactor.subint_pool(mode) <= 2
+        a.stop()
+        a.wait()
+    finally:
+        libactor.subint_pool(mode, 0)
+        deadline = time.monotonic() + 30
+        while libactor.lib.actor_subint_pool_threads() > 0:
+            assert time.monotonic() < deadline, "parked threads left"
+            time.sleep(0.01)
