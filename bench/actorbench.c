@@ -22,6 +22,8 @@
  *   lib.rtt          sequential no-op call round trip                 (us)
  *   lib.inflight     calls/s with depth=64 calls in flight            (1/s)
  *   lib.stream       one-way stream of n small items                  (1/s)
+ *                    (both also print "cpu_rate": the same per CPU-second
+ *                    of host and actor together)
  *   lib.scale        n actors spawned at once, each answers a no-op
  *                    call: seconds until all replied; "rss_kb" = host
  *                    RSS growth per live actor (kB)
@@ -40,6 +42,7 @@
 #define _GNU_SOURCE
 #include <libactor/actor.h>
 #include <msgpack.h>
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -559,11 +562,55 @@ static void on_inflight(actor_call *c, int ev, int status, const char *d,
   }
 }
 
+/* CPU time (s) used so far by this process (all its threads: a subint
+ * actor's included) and by the actor's process if it has one: the sum of
+ * its threads' run time from /proc/PID/task/TID/schedstat (ns). */
+static double cpu_s(const actor *a) {
+  struct timespec ts;
+  double t = 0;
+  int pid = actor_pid(a);
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  t = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+  if (pid > 0) {
+    char path[64];
+    DIR *d;
+    struct dirent *e;
+    snprintf(path, sizeof(path), "/proc/%d/task", pid);
+    d = opendir(path);
+    while (d && (e = readdir(d)) != NULL) {
+      char f[64 + sizeof(e->d_name) + 16];
+      unsigned long long ns;
+      FILE *fp;
+      if (e->d_name[0] == '.')
+        continue;
+      snprintf(f, sizeof(f), "%s/%s/schedstat", path, e->d_name);
+      fp = fopen(f, "r");
+      if (fp && fscanf(fp, "%llu", &ns) == 1)
+        t += (double)ns / 1e9;
+      if (fp)
+        fclose(fp);
+    }
+    if (d)
+      closedir(d);
+  }
+  return t;
+}
+
+/* A rate, and the same per CPU-second of host and actor together
+ * ("cpu_rate"): what the pair would do with the CPU to itself, whatever
+ * else the machine runs — on one core, an estimate of the idle-machine
+ * figure. */
+static int rate_and_cpu(long n, double us, double cpu) {
+  printf("{\"value\": %.6g, \"cpu_rate\": %.6g}\n", (double)n / (us / 1e6),
+         (double)n / cpu);
+  return 0;
+}
+
 static int lib_inflight(void) {
   int place = placement();
   long n = arg_long("n", 200000), depth = arg_long("depth", 64);
   struct st s = {0};
-  double t0, r;
+  double t0, t, c0, c;
   if (place < 0)
     return 0;
   s.a = spawn_placed(&s, place);
@@ -572,6 +619,7 @@ static int lib_inflight(void) {
   wait_for(&s.done);
   s.replies = 0;
   s.target = n;
+  c0 = cpu_s(s.a);
   t0 = now_us();
   for (s.started = 0; s.started < depth && s.started < n;) {
     s.started++;
@@ -580,9 +628,10 @@ static int lib_inflight(void) {
   }
   while (s.replies < n && !s.failed)
     actor_rt_run(rt, ACTOR_RUN_ONCE);
-  r = (double)n / ((now_us() - t0) / 1e6);
+  t = now_us() - t0;
+  c = cpu_s(s.a) - c0;
   stop_and_wait(s.a, &s);
-  return s.failed ? 1 : value(r);
+  return s.failed ? 1 : rate_and_cpu(n, t, c);
 }
 
 static int lib_stream(void) {
@@ -590,7 +639,7 @@ static int lib_stream(void) {
   long n = arg_long("n", 1000000);
   struct st s = {0};
   char arg[10];
-  double t0, r;
+  double t0, t, c0, c;
   actor *a;
   if (place < 0)
     return 0;
@@ -602,14 +651,16 @@ static int lib_stream(void) {
   for (int k = 0; k < 8; k++)
     arg[2 + k] = (char)((uint64_t)n >> (56 - 8 * k));
   s.done = 0;
+  c0 = cpu_s(a);
   t0 = now_us();
   actor_call_start(a, "stream", arg, sizeof(arg), on_call, &s, NULL);
   wait_for(&s.done);
-  r = (double)s.items / ((now_us() - t0) / 1e6);
+  t = now_us() - t0;
+  c = cpu_s(a) - c0;
   if (s.items != n)
     fprintf(stderr, "actorbench: stream: %ld of %ld items\n", s.items, n);
   stop_and_wait(a, &s);
-  return s.failed || s.items != n ? 1 : value(r);
+  return s.failed || s.items != n ? 1 : rate_and_cpu(n, t, c);
 }
 
 static long rss_kb(void) {

@@ -248,6 +248,27 @@ ROWS = [
         kind="subint"),
 ]
 
+
+
+def with_cpu_rows(rows):
+    """After each throughput row, the same per CPU-second of host and
+    actor together (actorbench's "cpu_rate", same samples): what the pair
+    does with the CPU it got, whatever else the machine runs."""
+    out = []
+    for r in rows:
+        out.append(r)
+        if r.cmd[1] in ("lib.inflight", "lib.stream"):
+            out.append(Row(r.name + ", per CPU-second", r.backend, r.unit,
+                           r.cmd, r.n_full, r.n_quick, field="cpu_rate",
+                           group=r.group, kind=r.kind, place=r.place,
+                           better="higher",
+                           note="operations / CPU time of host and actor "
+                           "(schedstat), same samples"))
+    return out
+
+
+ROWS = with_cpu_rows(ROWS)
+
 # The profile rows: (kind, backend, label, side, what, target, met)
 PROFILE = [
     ("c", "subproc", "C actor", "host", "instr", "<= 2,000", le(2000)),
