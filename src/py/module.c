@@ -466,6 +466,12 @@ static PyObject *mod_recv(PyObject *m, PyObject *const *args, Py_ssize_t n) {
     actor__py_inbox_inject(st->ib);
     Py_RETURN_NONE;
   case -ETIMEDOUT:
+    /* Woken without a message — a signal's wake-up among the reasons:
+     * run the handlers here, as a blocking call that a signal interrupts
+     * does (SIGINT -> KeyboardInterrupt in a forked actor, whose eval
+     * breaker CPython may not set: docs/backends.md, forkserver). */
+    if (PyErr_CheckSignals() < 0)
+      return NULL;
     Py_RETURN_NONE;
   case ACTOR_ECLOSED:
     PyErr_SetString(PyExc_EOFError, "the parent is gone");

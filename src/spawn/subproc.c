@@ -475,16 +475,8 @@ static int subproc__find(struct subproc_spawn *s, const char *prog,
 
 /* ---- starting ----------------------------------------------------------- */
 
-/* Sets the message of a failed step and returns r.  Running out of
- * descriptors is said as such: it is the host's state, not the program's
- * fault. */
 static int subproc__fail(actor_rt *rt, int r, const char *what) {
-  if (r == -EMFILE || r == -ENFILE)
-    actor__seterr(rt, "subproc: out of file descriptors: %s: %s (%s)", what,
-                  uv_strerror(r), uv_err_name(r));
-  else
-    actor__seterr(rt, "subproc: %s: %s", what, uv_strerror(r));
-  return r;
+  return actor__spawn_fail(rt, "subproc", r, what);
 }
 
 /* Keep a descriptor meant for the child above 0..3, so that no dup2 onto
@@ -563,7 +555,6 @@ static int subproc__spawn(struct subproc *sp, struct subproc_spawn *s,
                           const actor_opts *o) {
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t at;
-  sigset_t none, all;
   pid_t pid = 0;
   int e, i, pidfd = -1;
 
@@ -584,16 +575,8 @@ static int subproc__spawn(struct subproc *sp, struct subproc_spawn *s,
     e = posix_spawn_file_actions_addchdir_np(&fa, o->cwd);
   /* Signals: the host's mask and ignored signals (SIGPIPE, often) are no
    * business of the child's, and exec keeps both. */
-  sigemptyset(&none);
-  sigfillset(&all);
   if (e == 0)
-    e = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID |
-                                          POSIX_SPAWN_SETSIGMASK |
-                                          POSIX_SPAWN_SETSIGDEF);
-  if (e == 0)
-    e = posix_spawnattr_setsigmask(&at, &none);
-  if (e == 0)
-    e = posix_spawnattr_setsigdefault(&at, &all);
+    e = actor__spawnattr_clean(&at);
   if (e != 0)
     goto out;
 
@@ -644,7 +627,6 @@ static int subproc_start(void *st, actor *a, const actor_opts *o) {
   struct subproc_spawn s;
   const char *program, *searched = NULL;
   char what[512], pyhost[PATH_MAX];
-  struct stat dst;
   size_t i, argc;
   int r;
 
@@ -666,16 +648,8 @@ static int subproc_start(void *st, actor *a, const actor_opts *o) {
   }
   /* Checked here so that a bad directory is not reported as a program that
    * cannot be executed (the child's chdir fails with the same codes). */
-  if (o->cwd != NULL) {
-    r = stat(o->cwd, &dst)      ? -errno
-        : !S_ISDIR(dst.st_mode) ? -ENOTDIR
-        : access(o->cwd, X_OK)  ? -errno
-                                : 0;
-    if (r) {
-      snprintf(what, sizeof(what), "cannot use working directory '%s'", o->cwd);
-      return subproc__fail(rt, r, what);
-    }
-  }
+  if ((r = actor__spawn_check_cwd(rt, "subproc", o->cwd)) != 0)
+    return r;
 
   s.argv = calloc(o->nargs + 2 * o->npaths + 3, sizeof(*s.argv));
   if (s.argv == NULL || (r = subproc__env(&s, o, rt, a->name)) != 0) {

@@ -1,0 +1,115 @@
+/* C entries for tests/test_forkserver.c: a shared object the fork server
+ * loads (actor_opts_set_c_entry(o, "libfs_entries.so:fs_entry")).  It does
+ * not link libactor: the actor_* functions are the server's own. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <msgpack.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <libactor/actor.h>
+
+/* Exported: the server looks it up with dlsym (the build hides symbols
+ * by default). */
+__attribute__((visibility("default"))) int fs_entry(actor_child *c);
+
+static int ret_int(actor_ctx *x, int64_t v) {
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+  int r;
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  msgpack_pack_int64(&pk, v);
+  r = actor_ctx_return(x, sb.data, sb.size);
+  msgpack_sbuffer_destroy(&sb);
+  return r;
+}
+
+/* The ints of an array argument, at most n; returns how many. */
+static int args_ints(const char *args, size_t len, int64_t *v, int n) {
+  msgpack_unpacked u;
+  size_t off = 0;
+  int k = 0;
+  uint32_t i;
+  msgpack_unpacked_init(&u);
+  if (msgpack_unpack_next(&u, args, len, &off) == MSGPACK_UNPACK_SUCCESS &&
+      u.data.type == MSGPACK_OBJECT_ARRAY)
+    for (i = 0; i < u.data.via.array.size && k < n; i++) {
+      msgpack_object *o = &u.data.via.array.ptr[i];
+      if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ||
+          o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        v[k++] = o->via.i64;
+    }
+  msgpack_unpacked_destroy(&u);
+  return k;
+}
+
+static int fn_add(actor_ctx *x, const char *args, size_t len, void *arg) {
+  int64_t v[2] = {0, 0};
+  (void)arg;
+  args_ints(args, len, v, 2);
+  return ret_int(x, v[0] + v[1]);
+}
+
+static int fn_pid(actor_ctx *x, const char *args, size_t len, void *arg) {
+  (void)args, (void)len, (void)arg;
+  return ret_int(x, getpid());
+}
+
+/* [code]: end the process now with that status. */
+static int fn_exit(actor_ctx *x, const char *args, size_t len, void *arg) {
+  int64_t v = 0;
+  (void)x, (void)arg;
+  args_ints(args, len, &v, 1);
+  _exit((int)v);
+  return 0;
+}
+
+/* [sig]: die of that signal. */
+static int fn_raise(actor_ctx *x, const char *args, size_t len, void *arg) {
+  int64_t v = SIGKILL;
+  (void)x, (void)arg;
+  args_ints(args, len, &v, 1);
+  signal((int)v, SIG_DFL);
+  raise((int)v);
+  return -EINVAL;
+}
+
+static void block_forever(uv_timer_t *t) {
+  (void)t;
+  for (;;)
+    pause();
+}
+
+/* Ignore SIGTERM, answer, then block the loop for ever (from a timer, once
+ * the answer is out): neither STOP nor SIGTERM ends it, SIGKILL does. */
+static int fn_stubborn(actor_ctx *x, const char *args, size_t len, void *arg) {
+  static uv_timer_t t;
+  (void)args, (void)len, (void)arg;
+  signal(SIGTERM, SIG_IGN);
+  uv_timer_init(actor_child_loop(actor_ctx_child(x)), &t);
+  uv_timer_start(&t, block_forever, 0, 0);
+  return ret_int(x, 1);
+}
+
+/* Never answers (the call stays pending; the loop is free). */
+static int fn_hang(actor_ctx *x, const char *args, size_t len, void *arg) {
+  (void)x, (void)args, (void)len, (void)arg;
+  return 0;
+}
+
+int fs_entry(actor_child *c) {
+  actor_child_register(c, "hang", fn_hang, NULL);
+  actor_child_register(c, "add", fn_add, NULL);
+  actor_child_register(c, "pid", fn_pid, NULL);
+  actor_child_register(c, "exit", fn_exit, NULL);
+  actor_child_register(c, "raise", fn_raise, NULL);
+  actor_child_register(c, "stubborn", fn_stubborn, NULL);
+  return actor_child_run(c);
+}

@@ -1,0 +1,727 @@
+/* The forkserver backend (issue 9): actors forked by a fork server, a
+ * helper process per runtime.  C entries come from a test shared object
+ * (tests/fs/fs_entries.c, $LIBACTOR_TEST_FS_ENTRIES); Python ones from
+ * tests/py/fsactors.py, in the Python build only. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "support.h"
+
+extern char **environ;
+
+static const char *entries_so(void) {
+  const char *p = getenv("LIBACTOR_TEST_FS_ENTRIES");
+  if (p == NULL)
+    fail_msg("LIBACTOR_TEST_FS_ENTRIES is not set (run through ctest)");
+  return p;
+}
+
+static actor_opts *fs_opts_c(const char *entry) {
+  char spec[4096];
+  actor_opts *o;
+  TH_OK(actor_opts_new(&o));
+  TH_OK(actor_opts_set_backend(o, "forkserver"));
+  snprintf(spec, sizeof(spec), "%s:%s", entries_so(), entry);
+  TH_OK(actor_opts_set_c_entry(o, spec));
+  TH_OK(actor_opts_set_name(o, entry));
+  TH_OK(actor_opts_set_deadlines(o, 5000, 1000, 1000, 1000));
+  return o;
+}
+
+static actor *fs_spawn_o(struct ts *t, actor_opts *o, struct ts_exit *ex) {
+  actor *a;
+  memset(ex, 0, sizeof(*ex));
+  TH_OK(actor_opts_on_exit(o, ts_on_exit, ex));
+  TH_OK(actor_opts_on_hello(o, ts_on_hello, ex));
+  TH_OK(actor_spawn(t->rt, o, &a));
+  actor_opts_free(o);
+  return a;
+}
+
+static actor *fs_spawn_c(struct ts *t, struct ts_exit *ex) {
+  return fs_spawn_o(t, fs_opts_c("fs_entry"), ex);
+}
+
+/* Call fn with ints and wait for its answer. */
+static int64_t fs_call(struct ts *t, actor *a, const char *fn,
+                       const int64_t *v, int n, int want) {
+  struct ts_call r;
+  int64_t val;
+  TH_OK(ts_call_ints(a, fn, v, n, &r, NULL));
+  ts_wait(t, &r.done, 10000);
+  assert_true(r.done);
+  if (r.status != want)
+    fail_msg("%s: status %s (%s), wanted %s", fn, actor_err_name(r.status),
+             r.emsg, actor_err_name(want));
+  val = r.value;
+  ts_call_fini(&r);
+  return val;
+}
+
+/* A process that is not ours: gone, or a zombie nobody has reaped yet. */
+static int pid_gone(int pid) {
+  char p[64], buf[256], *s;
+  FILE *f;
+  int gone = 1;
+  if (kill(pid, 0) != 0)
+    return errno == ESRCH;
+  snprintf(p, sizeof(p), "/proc/%d/stat", pid);
+  f = fopen(p, "r");
+  if (f == NULL)
+    return 1;
+  if (fgets(buf, sizeof(buf), f) != NULL && (s = strrchr(buf, ')')) != NULL)
+    gone = s[1] == ' ' && s[2] == 'Z';
+  fclose(f);
+  return gone;
+}
+
+static void wait_gone(int pid, unsigned ms) {
+  uint64_t end = th_now_ms() + ms;
+  while (!pid_gone(pid)) {
+    if (th_now_ms() > end)
+      fail_msg("process %d is still alive after %u ms", pid, ms);
+    usleep(2000);
+  }
+}
+
+/* ======================================================================== */
+/* C entries                                                                */
+/* ======================================================================== */
+
+static void forkserver_c_entry(void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  int64_t v[2] = {40, 2};
+  actor *a;
+  int spid;
+  (void)state;
+
+  ts_start(&t);
+  a = fs_spawn_c(&t, &ex);
+  assert_int_equal(fs_call(&t, a, "add", v, 2, 0), 42);
+  assert_int_equal(ex.hello, 1);
+  assert_string_equal(actor_backend(a), "forkserver");
+  /* The server is not an actor; the child is the server's, not ours. */
+  assert_int_equal(actor_rt_actor_count(t.rt), 1);
+  spid = actor_rt_forkserver_pid(t.rt);
+  assert_true(spid > 0);
+  assert_int_equal(actor_pid(a), (int)fs_call(&t, a, "pid", NULL, 0, 0));
+  assert_int_not_equal(actor_pid(a), spid);
+  actor_stop(a);
+  ts_wait(&t, &ex.exited, 5000);
+  assert_int_equal(ex.status, 0);
+  assert_int_equal(ex.error, 0);
+  ts_finish(&t);
+  /* Closing the runtime ended the server. */
+  wait_gone(spid, 5000);
+}
+
+/* A signal set of /proc/PID/status, e.g. "SigBlk:"; glibc's two
+ * internal signals (32, 33) aside. */
+static unsigned long long proc_sigmask(int pid, const char *field) {
+  char path[64], line[256];
+  unsigned long long v = ~0ull;
+  FILE *f;
+  snprintf(path, sizeof(path), "/proc/%d/status", pid);
+  f = fopen(path, "r");
+  if (f == NULL)
+    return v;
+  while (fgets(line, sizeof(line), f) != NULL)
+    if (strncmp(line, field, strlen(field)) == 0)
+      v = strtoull(line + strlen(field), NULL, 16);
+  fclose(f);
+  return v & ~(3ull << 31);
+}
+
+static void forkserver_c_child_inherits_only_stdio_and_channel(void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  char tmpl[] = "/tmp/libactor-fs-inherit-XXXXXX", path[64], lp[400],
+       tgt[256];
+  struct dirent *e;
+  actor *a;
+  DIR *d;
+  int fd, sockets = 0, leaked = 0;
+  ssize_t k;
+  (void)state;
+
+  /* A descriptor of the host's, inheritable: it must reach neither the
+   * server nor the child. */
+  fd = mkstemp(tmpl);
+  assert_true(fd >= 0);
+  ts_start(&t);
+  a = fs_spawn_c(&t, &ex);
+  fs_call(&t, a, "pid", NULL, 0, 0);
+  snprintf(path, sizeof(path), "/proc/%d/fd", actor_pid(a));
+  d = opendir(path);
+  assert_non_null(d);
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.')
+      continue;
+    snprintf(lp, sizeof(lp), "%s/%s", path, e->d_name);
+    k = readlink(lp, tgt, sizeof(tgt) - 1);
+    if (k <= 0)
+      continue;
+    tgt[k] = '\0';
+    /* Beyond 0-3 only what the child's own loop made (libuv's epoll,
+     * eventfd and pipes); no socket but the channel. */
+    if (strncmp(tgt, "socket:", 7) == 0)
+      sockets++, assert_string_equal(e->d_name, "3");
+    if (strcmp(tgt, tmpl) == 0)
+      leaked++;
+  }
+  closedir(d);
+  assert_int_equal(sockets, 1);
+  assert_int_equal(leaked, 0);
+  assert_int_equal(getpgid(actor_pid(a)), actor_pid(a));
+  /* Nothing blocked, nothing ignored. */
+  assert_int_equal(proc_sigmask(actor_pid(a), "SigBlk:"), 0);
+  assert_int_equal(proc_sigmask(actor_pid(a), "SigIgn:"), 0);
+  actor_stop(a);
+  ts_wait(&t, &ex.exited, 5000);
+  ts_finish(&t);
+  close(fd);
+  unlink(tmpl);
+}
+
+static void forkserver_exit_codes_and_signals_relayed(void **state) {
+  struct ts t;
+  struct ts_exit ex1, ex2;
+  struct ts_call r1, r2;
+  int64_t code = 7, sig = SIGUSR1;
+  actor *a, *b;
+  (void)state;
+
+  ts_start(&t);
+  a = fs_spawn_c(&t, &ex1);
+  b = fs_spawn_c(&t, &ex2);
+  TH_OK(ts_call_ints(a, "exit", &code, 1, &r1, NULL));
+  TH_OK(ts_call_ints(b, "raise", &sig, 1, &r2, NULL));
+  ts_wait(&t, &ex1.exited, 5000);
+  ts_wait(&t, &ex2.exited, 5000);
+  assert_int_equal(ex1.status, 7);
+  assert_int_equal(ex1.signal, 0);
+  assert_int_equal(ex2.status, -1);
+  assert_int_equal(ex2.signal, SIGUSR1);
+  /* The calls in flight failed cleanly. */
+  assert_true(r1.done && r2.done);
+  TH_ERR(r1.status, ACTOR_ECLOSED);
+  TH_ERR(r2.status, ACTOR_ECLOSED);
+  ts_call_fini(&r1);
+  ts_call_fini(&r2);
+  print_message("  exit: %s\n  signal: %s\n", ex1.reason, ex2.reason);
+  ts_finish(&t);
+}
+
+static void forkserver_cancel_escalation_on_child_ignoring_sigterm(
+    void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  actor *a;
+  uint64_t t0;
+  (void)state;
+
+  ts_start(&t);
+  a = fs_spawn_o(&t, fs_opts_c("fs_entry"), &ex);
+  /* It answers, then blocks its loop with SIGTERM ignored. */
+  assert_int_equal(fs_call(&t, a, "stubborn", NULL, 0, 0), 1);
+  t0 = th_now_ms();
+  actor_stop(a);
+  ts_wait(&t, &ex.exited, 10000);
+  assert_true(ex.exited);
+  assert_int_equal(ex.signal, SIGKILL);
+  TH_ERR(ex.error, ACTOR_EKILLED);
+  print_message("  %s\n", ex.reason);
+  assert_non_null(strstr(ex.reason, "SIGKILL"));
+  /* graceful 1 s + term 1 s, then SIGKILL: generous bound. */
+  print_message("  stop -> exit %llu ms (graceful 1000 + term 1000)\n",
+                (unsigned long long)(th_now_ms() - t0));
+  assert_true(th_now_ms() - t0 < 9000);
+  ts_finish(&t);
+}
+
+static void forkserver_server_killed_mid_call_then_restart(void **state) {
+  struct ts t;
+  struct ts_exit ex, ex2, bx;
+  struct ts_call r;
+  int64_t v[2] = {1, 2};
+  actor *a, *b, *c;
+  int spid, cpid;
+  (void)state;
+
+  ts_start(&t);
+  a = fs_spawn_c(&t, &ex);
+  cpid = (int)fs_call(&t, a, "pid", NULL, 0, 0);
+  /* A bystander of another backend is not touched. */
+  b = ts_spawn(&t, "actor", &bx);
+  spid = actor_rt_forkserver_pid(t.rt);
+  TH_OK(ts_call_ints(a, "hang", NULL, 0, &r, NULL));
+  ts_run_for(&t, 20);
+  assert_int_equal(kill(spid, SIGKILL), 0);
+  ts_wait(&t, &ex.exited, 5000);
+  assert_true(r.done);
+  TH_ERR(r.status, ACTOR_ECLOSED);
+  TH_ERR(ex.error, ACTOR_ECLOSED);
+  assert_non_null(strstr(ex.reason, "fork server"));
+  print_message("  %s\n", ex.reason);
+  ts_call_fini(&r);
+  /* The orphan ended with its server (parent-death signal). */
+  wait_gone(cpid, 5000);
+  /* The next spawn starts a new server. */
+  assert_int_equal(actor_rt_forkserver_pid(t.rt), 0);
+  c = fs_spawn_c(&t, &ex2);
+  assert_int_equal(fs_call(&t, c, "add", v, 2, 0), 3);
+  assert_true(actor_rt_forkserver_pid(t.rt) > 0);
+  assert_int_not_equal(actor_rt_forkserver_pid(t.rt), spid);
+  assert_int_equal(actor_state(b), ACTOR_STATE_RUNNING);
+  actor_stop(b);
+  actor_stop(c);
+  ts_wait(&t, &ex2.exited, 5000);
+  ts_wait(&t, &bx.exited, 5000);
+  ts_finish(&t);
+}
+
+/* A host that spawns two forkserver actors, prints the server's pid and
+ * the children's, and waits to be killed. */
+static int helper_fs_host(int argc, char **argv) {
+  struct ts t;
+  struct ts_exit ex[2];
+  actor *a[2];
+  int i;
+  (void)argc, (void)argv;
+  ts_start(&t);
+  for (i = 0; i < 2; i++) {
+    a[i] = fs_spawn_c(&t, &ex[i]);
+    fs_call(&t, a[i], "pid", NULL, 0, 0);
+  }
+  printf("%d %d %d\n", actor_rt_forkserver_pid(t.rt), actor_pid(a[0]),
+         actor_pid(a[1]));
+  fflush(stdout);
+  for (;;)
+    uv_run(&t.loop, UV_RUN_ONCE);
+  return 0;
+}
+
+static void forkserver_host_death_takes_server_and_children(void **state) {
+  posix_spawn_file_actions_t fa;
+  char *argv[] = {(char *)th_self_exe(), "--helper", "fs_host", NULL};
+  char line[128];
+  int p[2], pids[3], i, st;
+  pid_t host;
+  FILE *f;
+  (void)state;
+
+  assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+  assert_int_equal(posix_spawn(&host, argv[0], &fa, NULL, argv, environ), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  close(p[1]);
+  f = fdopen(p[0], "r");
+  assert_non_null(fgets(line, sizeof(line), f));
+  fclose(f);
+  assert_int_equal(sscanf(line, "%d %d %d", &pids[0], &pids[1], &pids[2]),
+                   3);
+  for (i = 0; i < 3; i++)
+    assert_true(pids[i] > 0 && !pid_gone(pids[i]));
+  kill(host, SIGKILL);
+  while (waitpid(host, &st, 0) < 0 && errno == EINTR)
+    ;
+  for (i = 0; i < 3; i++)
+    wait_gone(pids[i], 5000);
+}
+
+/* Counts in another process: fds, threads, unreaped children. */
+static int proc_count(int pid, const char *what) {
+  char path[64];
+  struct dirent *e;
+  DIR *d;
+  int n = 0;
+  snprintf(path, sizeof(path), "/proc/%d/%s", pid, what);
+  d = opendir(path);
+  if (d == NULL)
+    return -1;
+  while ((e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.')
+      n++;
+  closedir(d);
+  return n;
+}
+
+static int proc_children(int pid) {
+  char path[300], buf[512];
+  struct dirent *e;
+  DIR *d = opendir("/proc");
+  int n = 0, ppid;
+  FILE *f;
+  char *s;
+  while (d != NULL && (e = readdir(d)) != NULL) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9')
+      continue;
+    snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+    f = fopen(path, "r");
+    if (f == NULL)
+      continue;
+    if (fgets(buf, sizeof(buf), f) != NULL && (s = strrchr(buf, ')')) != NULL &&
+        sscanf(s + 2, "%*c %d", &ppid) == 1 && ppid == pid)
+      n++;
+    fclose(f);
+  }
+  if (d != NULL)
+    closedir(d);
+  return n;
+}
+
+static void forkserver_500_cycles_leak_nothing(void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  int64_t v[2] = {1, 1};
+  actor *a;
+  int i, spid, fds0, thr0;
+  uint64_t t0;
+  (void)state;
+
+  ts_start(&t);
+  a = fs_spawn_c(&t, &ex);
+  fs_call(&t, a, "add", v, 2, 0);
+  actor_stop(a);
+  ts_wait(&t, &ex.exited, 5000);
+  spid = actor_rt_forkserver_pid(t.rt);
+  fds0 = proc_count(spid, "fd");
+  thr0 = proc_count(spid, "task");
+  t0 = th_now_ms();
+  for (i = 0; i < 500; i++) {
+    a = fs_spawn_c(&t, &ex);
+    v[0] = i;
+    assert_int_equal(fs_call(&t, a, "add", v, 2, 0), i + 1);
+    actor_stop(a);
+    ts_wait(&t, &ex.exited, 5000);
+    assert_true(ex.exited);
+    assert_int_equal(ex.status, 0);
+  }
+  print_message("  500 spawn/call/stop cycles: %llu ms\n",
+                (unsigned long long)(th_now_ms() - t0));
+  assert_int_equal(actor_rt_forkserver_pid(t.rt), spid); /* one server */
+  assert_int_equal(proc_count(spid, "fd"), fds0);
+  assert_int_equal(proc_count(spid, "task"), thr0);
+  assert_int_equal(proc_children(spid), 0);
+  /* The host's own fds, threads and children: the harness's leak check. */
+  ts_finish(&t);
+}
+
+/* issue 7's faults, for this backend: a child SIGKILLed with a call in
+ * flight ends alone, the call fails once and cleanly. */
+static void forkserver_fault_sigkill_mid_call(void **state) {
+  struct ts t;
+  struct ts_exit ex, bx;
+  struct ts_call r;
+  int64_t v[2] = {2, 40};
+  actor *a, *b;
+  (void)state;
+
+  ts_start(&t);
+  a = fs_spawn_c(&t, &ex);
+  b = fs_spawn_c(&t, &bx);
+  fs_call(&t, a, "pid", NULL, 0, 0);
+  TH_OK(ts_call_ints(a, "hang", NULL, 0, &r, NULL));
+  ts_run_for(&t, 10);
+  assert_int_equal(kill(actor_pid(a), SIGKILL), 0);
+  ts_wait(&t, &ex.exited, 5000);
+  assert_true(r.done);
+  TH_ERR(r.status, ACTOR_ECLOSED);
+  assert_true(r.emsg[0] != '\0');
+  assert_true(r.order_ok);
+  assert_int_equal(ex.signal, SIGKILL);
+  ts_call_fini(&r);
+  assert_int_equal(fs_call(&t, b, "add", v, 2, 0), 42);
+  actor_stop(b);
+  ts_wait(&t, &bx.exited, 5000);
+  ts_finish(&t);
+}
+
+static void forkserver_fault_sigkill_before_hello(void **state) {
+  struct ts t;
+  struct ts_exit ex, bx;
+  struct ts_call r;
+  int64_t v[2] = {2, 40};
+  actor *a, *b;
+  (void)state;
+
+  ts_start(&t);
+  b = fs_spawn_c(&t, &bx);
+  a = fs_spawn_c(&t, &ex);
+  TH_OK(ts_call_ints(a, "add", v, 2, &r, NULL));
+  /* Its pid arrives from the server; kill it then, HELLO or not. */
+  while (actor_pid(a) == 0 && !ex.exited)
+    uv_run(&t.loop, UV_RUN_ONCE);
+  kill(actor_pid(a), SIGKILL);
+  ts_wait(&t, &ex.exited, 5000);
+  ts_wait(&t, &r.done, 5000);
+  if (r.status != 0 && r.status != ACTOR_ECLOSED && r.status != ACTOR_ENOHELLO)
+    fail_msg("the call ended with %s", actor_err_name(r.status));
+  ts_call_fini(&r);
+  assert_int_equal(fs_call(&t, b, "add", v, 2, 0), 42);
+  actor_stop(b);
+  ts_wait(&t, &bx.exited, 5000);
+  ts_finish(&t);
+}
+
+static void forkserver_bad_c_entry_fails_cleanly(void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  (void)state;
+
+  ts_start(&t);
+  fs_spawn_o(&t, fs_opts_c("no_such_function"), &ex);
+  ts_wait(&t, &ex.exited, 5000);
+  assert_true(ex.hello < 0);
+  assert_non_null(strstr(ex.reason, "no_such_function"));
+  print_message("  %s\n", ex.reason);
+  ts_finish(&t);
+}
+
+/* ======================================================================== */
+/* Python entries                                                           */
+/* ======================================================================== */
+
+#ifdef ACTOR_TEST_WITH_PYTHON
+static actor_opts *fs_opts_py(int subint, int mode) {
+  actor_opts *o;
+  const char *dir = getenv("LIBACTOR_TEST_PYDIR");
+  TH_OK(actor_opts_new(&o));
+  TH_OK(actor_opts_set_backend(o, "forkserver"));
+  TH_OK(actor_opts_set_entry(o, "fsactors:main"));
+  if (dir != NULL)
+    TH_OK(actor_opts_add_path(o, dir));
+  TH_OK(actor_opts_set_fork_subint(o, subint));
+  TH_OK(actor_opts_set_subint_mode(o, mode));
+  TH_OK(actor_opts_set_deadlines(o, 10000, 1000, 1000, 1000));
+  return o;
+}
+
+static void fs_py_server(struct ts *t) {
+  const char *dir = getenv("LIBACTOR_TEST_PYDIR");
+  if (dir != NULL)
+    TH_OK(actor_rt_forkserver_add_path(t->rt, dir));
+  TH_OK(actor_rt_forkserver_preload(t->rt, "fspreload"));
+}
+
+static void fs_py_kind(int subint, int mode) {
+  struct ts t;
+  struct ts_exit ex;
+  struct ts_call r;
+  int64_t v[2] = {40, 2};
+  actor_opts *o;
+  actor *a;
+
+  ts_start(&t);
+  fs_py_server(&t);
+  o = fs_opts_py(subint, mode);
+  TH_OK(actor_opts_add_env(o, "FS_TEST_VAR=hello"));
+  a = fs_spawn_o(&t, o, &ex);
+  assert_int_equal(fs_call(&t, a, "add", v, 2, 0), 42);
+  assert_int_equal(actor_pid(a), (int)fs_call(&t, a, "pid", NULL, 0, 0));
+  /* Inherited from the server: the module it imported ahead of time, in
+   * the main interpreter (a fresh sub-interpreter has its own modules). */
+  assert_int_equal(fs_call(&t, a, "preloaded", NULL, 0, 0), subint ? 0 : 1);
+  if (subint) {
+    assert_true(fs_call(&t, a, "interp", NULL, 0, 0) > 0);
+  } else {
+    assert_int_equal(fs_call(&t, a, "interp", NULL, 0, 0), 0);
+    /* Forked from a worker thread, it is the main thread now. */
+    assert_int_equal(fs_call(&t, a, "is_main", NULL, 0, 0), 1);
+  }
+  TH_OK(ts_call_str(a, "env", "FS_TEST_VAR", &r));
+  ts_wait(&t, &r.done, 5000);
+  TH_OK(r.status);
+  assert_string_equal(r.str, "hello");
+  ts_call_fini(&r);
+  actor_stop(a);
+  ts_wait(&t, &ex.exited, 5000);
+  assert_int_equal(ex.status, 0);
+  assert_int_equal(ex.error, 0);
+  ts_finish(&t);
+}
+
+static void forkserver_python_main_interp(void **state) {
+  (void)state;
+  fs_py_kind(0, 0);
+}
+
+static void forkserver_python_fresh_subint_isolated(void **state) {
+  (void)state;
+  fs_py_kind(1, ACTOR_SUBINT_ISOLATED);
+}
+
+static void forkserver_python_fresh_subint_legacy(void **state) {
+  (void)state;
+  fs_py_kind(1, ACTOR_SUBINT_LEGACY);
+}
+
+/* SIGINT to an idle Python actor (waiting in serve() for the next call):
+ * KeyboardInterrupt, and the actor ends through its normal path. */
+static void fs_py_sigint_idle(int subint, int mode) {
+  struct ts t;
+  struct ts_exit ex;
+  actor *a;
+
+  ts_start(&t);
+  fs_py_server(&t);
+  a = fs_spawn_o(&t, fs_opts_py(subint, mode), &ex);
+  fs_call(&t, a, "pid", NULL, 0, 0);
+  ts_run_for(&t, 50); /* idle in serve() */
+  assert_int_equal(kill(actor_pid(a), SIGINT), 0);
+  ts_wait(&t, &ex.exited, 5000);
+  assert_true(ex.exited);
+  assert_int_equal(ex.signal, 0);
+  assert_int_equal(ex.status, 1);
+  print_message("  %s\n", ex.reason);
+  ts_finish(&t);
+}
+
+static void forkserver_python_sigint_idle_is_keyboard_interrupt(void **state) {
+  (void)state;
+  fs_py_sigint_idle(0, 0);
+}
+
+static void forkserver_python_subint_sigint_is_keyboard_interrupt(
+    void **state) {
+  (void)state;
+  fs_py_sigint_idle(1, ACTOR_SUBINT_ISOLATED);
+}
+
+/* An actor that outlives its fork server (it cleared its parent-death
+ * signal), its parent gone, busy in a call that swallows Cancelled: SIGINT
+ * still ends it, through KeyboardInterrupt. */
+static void forkserver_orphaned_python_child_ends_on_sigint(void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  struct ts_call r, h;
+  char marker[256], buf[64];
+  int pid, fd;
+  ssize_t n;
+  (void)state;
+
+  snprintf(marker, sizeof(marker), "/tmp/libactor-fs-orphan-%d", getpid());
+  unlink(marker);
+  ts_start(&t);
+  fs_py_server(&t);
+  actor *a = fs_spawn_o(&t, fs_opts_py(0, 0), &ex);
+  TH_OK(ts_call_str(a, "orphan_me", marker, &r));
+  ts_wait(&t, &r.done, 5000);
+  TH_OK(r.status);
+  pid = (int)r.value;
+  ts_call_fini(&r);
+  TH_OK(ts_call_ints(a, "hang", NULL, 0, &h, NULL));
+  ts_run_for(&t, 50);
+  kill(actor_rt_forkserver_pid(t.rt), SIGKILL);
+  ts_wait(&t, &ex.exited, 5000);
+  ts_wait(&t, &h.done, 5000);
+  TH_ERR(h.status, ACTOR_ECLOSED);
+  ts_call_fini(&h);
+  ts_run_for(&t, 100);
+  assert_false(pid_gone(pid)); /* an orphan now, still running */
+  kill(pid, SIGINT);
+  wait_gone(pid, 5000);
+  fd = open(marker, O_RDONLY);
+  assert_true(fd >= 0);
+  n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  unlink(marker);
+  assert_true(n > 0);
+  buf[n] = '\0';
+  assert_string_equal(buf, "KeyboardInterrupt");
+  ts_finish(&t);
+}
+
+/* Forking beside live subint actors of the host: the fork happens in the
+ * server, which has none. */
+static void forkserver_spawn_while_subint_actors_alive(void **state) {
+  struct ts t;
+  struct ts_exit sx[2], fx[3];
+  int64_t v[2] = {1, 2};
+  actor *s[2], *f[3];
+  actor_opts *o;
+  int i;
+  (void)state;
+
+  ts_start(&t);
+  fs_py_server(&t);
+  for (i = 0; i < 2; i++) {
+    TH_OK(actor_opts_new(&o));
+    TH_OK(actor_opts_set_backend(o, "subint"));
+    TH_OK(actor_opts_set_entry(o, "fsactors:main"));
+    TH_OK(actor_opts_add_path(o, getenv("LIBACTOR_TEST_PYDIR")));
+    TH_OK(actor_opts_set_deadlines(o, 20000, 2000, 2000, 2000));
+    s[i] = fs_spawn_o(&t, o, &sx[i]);
+    assert_int_equal(fs_call(&t, s[i], "add", v, 2, 0), 3);
+  }
+  for (i = 0; i < 3; i++) {
+    f[i] = fs_spawn_o(&t, i == 2 ? fs_opts_c("fs_entry")
+                                 : fs_opts_py(i, ACTOR_SUBINT_ISOLATED),
+                      &fx[i]);
+    assert_int_equal(fs_call(&t, f[i], "add", v, 2, 0), 3);
+  }
+  for (i = 0; i < 3; i++) {
+    actor_stop(f[i]);
+    ts_wait(&t, &fx[i].exited, 5000);
+    assert_int_equal(fx[i].status, 0);
+  }
+  for (i = 0; i < 2; i++) {
+    actor_stop(s[i]);
+    ts_wait(&t, &sx[i].exited, 10000);
+  }
+  ts_finish(&t);
+}
+#endif
+
+static const struct th_helper fs_helpers[] = {
+    {"fs_host", helper_fs_host},
+    {NULL, NULL},
+};
+
+static int run_all(void) {
+  const struct CMUnitTest tests[] = {
+      TH_TEST(forkserver_c_entry),
+      TH_TEST(forkserver_c_child_inherits_only_stdio_and_channel),
+      TH_TEST(forkserver_exit_codes_and_signals_relayed),
+      TH_TEST(forkserver_cancel_escalation_on_child_ignoring_sigterm),
+      TH_TEST(forkserver_server_killed_mid_call_then_restart),
+      TH_TEST(forkserver_host_death_takes_server_and_children),
+      TH_TEST_T(forkserver_500_cycles_leak_nothing, 120),
+      TH_TEST(forkserver_fault_sigkill_mid_call),
+      TH_TEST(forkserver_fault_sigkill_before_hello),
+      TH_TEST(forkserver_bad_c_entry_fails_cleanly),
+#ifdef ACTOR_TEST_WITH_PYTHON
+      TH_TEST(forkserver_python_main_interp),
+      TH_TEST(forkserver_python_fresh_subint_isolated),
+      TH_TEST(forkserver_python_fresh_subint_legacy),
+      TH_TEST(forkserver_python_sigint_idle_is_keyboard_interrupt),
+      TH_TEST(forkserver_python_subint_sigint_is_keyboard_interrupt),
+      TH_TEST(forkserver_orphaned_python_child_ends_on_sigint),
+      TH_TEST(forkserver_spawn_while_subint_actors_alive),
+#endif
+  };
+  /* LIBACTOR_TEST_FILTER=forkserver_python_* runs some (cmocka's glob). */
+  if (getenv("LIBACTOR_TEST_FILTER") != NULL)
+    cmocka_set_test_filter(getenv("LIBACTOR_TEST_FILTER"));
+  return cmocka_run_group_tests_name("forkserver", tests, ts_group_setup,
+                                     NULL);
+}
+
+int main(int argc, char **argv) {
+  /* This binary's helpers, then the shared ones. */
+  if (argc >= 3 && strcmp(argv[1], "--helper") == 0 &&
+      strcmp(argv[2], "fs_host") == 0)
+    return th_main(argc, argv, fs_helpers, run_all);
+  return th_main(argc, argv, ts_helpers, run_all);
+}
