@@ -79,6 +79,7 @@ static struct {
   struct lib *libs;
   size_t nlibs;
   char *buf; /* one control packet */
+  sigset_t changed; /* signals whose disposition is not the default */
 } S = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 /* ---- replies --------------------------------------------------------------- */
@@ -325,9 +326,11 @@ static void child_common(struct req *q, int server_pid) {
   }
   close_range(CHAN_FD + 1, ~0u, 0);
   fcntl(CHAN_FD, F_SETFD, FD_CLOEXEC);
+  /* Only what the server's start changed (the host started it with every
+   * disposition default): one syscall per signal costs a spawn ~60. */
   for (sig = 1; sig < NSIG; sig++)
-    if (sig != SIGKILL && sig != SIGSTOP)
-      signal(sig, SIG_DFL); /* fails harmlessly for glibc's own */
+    if (sigismember(&S.changed, sig) == 1)
+      signal(sig, SIG_DFL);
   sigemptyset(&none);
   pthread_sigmask(SIG_SETMASK, &none, NULL);
   if (q->cwd != NULL && chdir(q->cwd) != 0) {
@@ -664,6 +667,18 @@ static void py_child_subint(struct req *q) {
 }
 #endif
 
+/* Note the signals whose disposition is not SIG_DFL now (after a preload
+ * or CPython's start), for the children to reset. */
+static void note_signals(void) {
+  struct sigaction sa;
+  int sig;
+  sigemptyset(&S.changed);
+  for (sig = 1; sig < NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP && sigaction(sig, NULL, &sa) == 0 &&
+        sa.sa_handler != SIG_DFL)
+      sigaddset(&S.changed, sig);
+}
+
 /* ---- requests ------------------------------------------------------------------ */
 
 static struct kid *kid_find(uint32_t id) {
@@ -732,6 +747,12 @@ static void do_spawn(const msgpack_object *it, size_t cnt, int fd,
       reply(ACTOR__FS_FAILED, q.id, -ENOENT, 0, why);
       goto out;
     }
+  } else if (!S.python) {
+    if (worker_python(ts, why, sizeof(why))) {
+      reply(ACTOR__FS_FAILED, q.id, ACTOR_EUNAVAIL, 0, why);
+      goto out;
+    }
+    note_signals();
   } else if (worker_python(ts, why, sizeof(why))) {
     reply(ACTOR__FS_FAILED, q.id, ACTOR_EUNAVAIL, 0, why);
     goto out;
@@ -1004,6 +1025,7 @@ int main(int argc, char **argv) {
     _exit(2);
   }
 
+  note_signals();
   if (pthread_create(&t, NULL, worker, NULL) != 0)
     return 2;
   pthread_mutex_lock(&S.mu);

@@ -1,7 +1,7 @@
 /* Where libactor's helper programs are — private.
  *
- * The helpers (actor-pyhost, subint-fork-probe, and the fork server to
- * come) are installed in one directory of their own, ACTOR_HELPER_DIR
+ * The helpers (actor-pyhost, subint-fork-probe, actor-forkserver) are
+ * installed in one directory of their own, ACTOR_HELPER_DIR
  * (<libexecdir>/libactor/<SOVERSION>; Debian: /usr/lib/<triplet>/libactor/0).
  * A helper is found, first match wins:
  *
