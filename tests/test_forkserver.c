@@ -493,6 +493,35 @@ static void forkserver_bad_c_entry_fails_cleanly(void **state) {
 /* Python entries                                                           */
 /* ======================================================================== */
 
+#ifndef ACTOR_TEST_WITH_PYTHON
+/* The core's server has no Python: a Python entry ends before HELLO with
+ * the reason, and the server goes on serving C entries. */
+static void forkserver_python_entry_without_python_fails_cleanly(
+    void **state) {
+  struct ts t;
+  struct ts_exit ex, cx;
+  int64_t v[2] = {1, 2};
+  actor_opts *o;
+  actor *c;
+  (void)state;
+
+  ts_start(&t);
+  TH_OK(actor_opts_new(&o));
+  TH_OK(actor_opts_set_backend(o, "forkserver"));
+  TH_OK(actor_opts_set_entry(o, "nope:main"));
+  fs_spawn_o(&t, o, &ex);
+  ts_wait(&t, &ex.exited, 5000);
+  assert_true(ex.hello < 0);
+  assert_non_null(strstr(ex.reason, "without Python"));
+  print_message("  %s\n", ex.reason);
+  c = fs_spawn_c(&t, &cx);
+  assert_int_equal(fs_call(&t, c, "add", v, 2, 0), 3);
+  actor_stop(c);
+  ts_wait(&t, &cx.exited, 5000);
+  ts_finish(&t);
+}
+#endif
+
 #ifdef ACTOR_TEST_WITH_PYTHON
 static actor_opts *fs_opts_py(int subint, int mode) {
   actor_opts *o;
@@ -565,6 +594,33 @@ static void forkserver_python_fresh_subint_isolated(void **state) {
 static void forkserver_python_fresh_subint_legacy(void **state) {
   (void)state;
   fs_py_kind(1, ACTOR_SUBINT_LEGACY);
+}
+
+/* A server started for C entries starts CPython at its first Python
+ * spawn (on its main thread) and forks Python children from then on. */
+static void forkserver_python_after_c_starts_cpython_in_the_server(
+    void **state) {
+  struct ts t;
+  struct ts_exit cx, px;
+  int64_t v[2] = {40, 2};
+  actor *c, *p;
+  int spid;
+  (void)state;
+
+  ts_start(&t);
+  c = fs_spawn_c(&t, &cx);
+  assert_int_equal(fs_call(&t, c, "add", v, 2, 0), 42);
+  spid = actor_rt_forkserver_pid(t.rt);
+  p = fs_spawn_o(&t, fs_opts_py(0, 0), &px);
+  assert_int_equal(fs_call(&t, p, "add", v, 2, 0), 42);
+  assert_int_equal(fs_call(&t, p, "is_main", NULL, 0, 0), 1);
+  assert_int_equal(actor_rt_forkserver_pid(t.rt), spid); /* the same one */
+  actor_stop(c);
+  actor_stop(p);
+  ts_wait(&t, &cx.exited, 5000);
+  ts_wait(&t, &px.exited, 5000);
+  assert_int_equal(px.status, 0);
+  ts_finish(&t);
 }
 
 /* SIGINT to an idle Python actor (waiting in serve() for the next call):
@@ -701,10 +757,14 @@ static int run_all(void) {
       TH_TEST(forkserver_fault_sigkill_mid_call),
       TH_TEST(forkserver_fault_sigkill_before_hello),
       TH_TEST(forkserver_bad_c_entry_fails_cleanly),
+#ifndef ACTOR_TEST_WITH_PYTHON
+      TH_TEST(forkserver_python_entry_without_python_fails_cleanly),
+#endif
 #ifdef ACTOR_TEST_WITH_PYTHON
       TH_TEST(forkserver_python_main_interp),
       TH_TEST(forkserver_python_fresh_subint_isolated),
       TH_TEST(forkserver_python_fresh_subint_legacy),
+      TH_TEST(forkserver_python_after_c_starts_cpython_in_the_server),
       TH_TEST(forkserver_python_sigint_idle_is_keyboard_interrupt),
       TH_TEST(forkserver_python_subint_sigint_is_keyboard_interrupt),
       TH_TEST(forkserver_orphaned_python_child_ends_on_sigint),

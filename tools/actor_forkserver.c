@@ -148,6 +148,21 @@ static int py_start(void) {
              ps.err_msg ? ps.err_msg : "?");
     return -1;
   }
+  /* What every Python child needs, imported here once: libactor_child
+   * (unbound until a child binds it; preloads may import it, and its code
+   * is compiled once), signal (for SIGINT's handler), atexit (the exit). */
+  if (actor__py_preinstall() < 0) {
+    py_exc_text(S.py_why, sizeof(S.py_why));
+    goto fail;
+  }
+  for (i = 0; i < 2; i++) {
+    m = PyImport_ImportModule(i == 0 ? "signal" : "atexit");
+    if (m == NULL) {
+      py_exc_text(S.py_why, sizeof(S.py_why));
+      goto fail;
+    }
+    Py_DECREF(m);
+  }
   sys_path = PySys_GetObject("path"); /* borrowed */
   for (i = S.npaths; sys_path != NULL && i > 0; i--) {
     PyObject *d = PyUnicode_DecodeFSDefault(S.paths[i - 1]);
@@ -442,10 +457,13 @@ static int py_child_signals(int *rfd) {
 /* The host's environment changes, through os.environ (which calls putenv)
  * so that Python sees them too. */
 static void py_child_env(struct req *q) {
-  PyObject *os = PyImport_ImportModule("os"), *env = NULL;
+  PyObject *os, *env = NULL;
   size_t i;
   char *eq;
 
+  if (!q->clear_env && (q->env == NULL || q->env[0] == NULL))
+    return;
+  os = PyImport_ImportModule("os");
   if (os != NULL)
     env = PyObject_GetAttrString(os, "environ");
   if (env != NULL && q->clear_env) {
@@ -472,13 +490,21 @@ static void py_child_env(struct req *q) {
  * atexit functions, the streams flushed, then _exit — not Py_Finalize,
  * whose teardown of a server's worth of modules is the slow part. */
 static void py_child_exit(int status) {
-  PyRun_SimpleString("import atexit, sys\n"
-                     "atexit._run_exitfuncs()\n"
-                     "for s in (sys.stdout, sys.stderr):\n"
-                     "    try:\n"
-                     "        s.flush()\n"
-                     "    except Exception:\n"
-                     "        pass\n");
+  PyObject *m = PyImport_ImportModule("atexit"), *r = NULL, *f;
+  const char *names[] = {"stdout", "stderr"};
+  size_t i;
+
+  if (m != NULL)
+    r = PyObject_CallMethod(m, "_run_exitfuncs", NULL);
+  Py_XDECREF(r);
+  Py_XDECREF(m);
+  for (i = 0; i < 2; i++) {
+    f = PySys_GetObject(names[i]); /* borrowed */
+    r = f != NULL && f != Py_None ? PyObject_CallMethod(f, "flush", NULL)
+                                  : NULL;
+    Py_XDECREF(r);
+  }
+  PyErr_Clear();
   fflush(stdout);
   fflush(stderr);
   _exit(status & 0xff);
@@ -632,6 +658,23 @@ static void subint_interrupt(struct subrun *sr) {
   pthread_mutex_unlock(&sr->mu);
 }
 
+/* A fresh sub-interpreter starts from the configuration, not from the
+ * server's sys.path: give it the server's directories after the spawn's. */
+static void subint_paths(struct req *q) {
+  size_t n = 0, i;
+  char **v;
+  while (q->paths[n] != NULL)
+    n++;
+  v = calloc(n + S.npaths + 1, sizeof(*v));
+  if (v == NULL)
+    return;
+  memcpy(v, q->paths, n * sizeof(*v));
+  for (i = 0; i < S.npaths; i++)
+    v[n + i] = strdup(S.paths[i]);
+  free(q->paths);
+  q->paths = v;
+}
+
 static void py_child_subint(struct req *q) {
   struct subrun sr;
   struct pollfd pfd[2];
@@ -640,6 +683,7 @@ static void py_child_subint(struct req *q) {
   char b[64];
 
   PyOS_AfterFork_Child();
+  subint_paths(q);
   py_child_env(q);
   if (py_child_signals(&rfd) || pipe2(done, O_CLOEXEC))
     _exit(115);

@@ -298,20 +298,11 @@ static void fs__srv_maybe_free(struct fs_server *s) {
   fs__rt_maybe_closed(fr);
 }
 
-/* The server can take no more requests: every actor of it that has not
- * ended ends now (its child dies of its parent-death signal, or sees EOF
- * when we close its channel). */
-static void fs__srv_dead(struct fs_server *s, const char *why) {
-  struct forkserver *fs;
-  char how[sizeof(s->why) + 48];
-
+/* Why the server is going, in s->why (kept once set): the channel usually
+ * ends because the process did, so say how, if so (looked at without
+ * reaping; the pid poll reaps). */
+static void fs__srv_why(struct fs_server *s, const char *fallback) {
   siginfo_t si;
-
-  if (s->dead)
-    return;
-  s->dead = 1;
-  /* The channel usually ends because the process did: say how, if so
-   * (looked at without reaping; the pid poll reaps). */
   memset(&si, 0, sizeof(si));
   if (s->why[0] == '\0' && !s->reaped && s->pidfd >= 0 &&
       waitid(P_PIDFD, (id_t)s->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
@@ -324,7 +315,20 @@ static void fs__srv_dead(struct fs_server *s, const char *why) {
                sigabbrev_np(si.si_status) ? sigabbrev_np(si.si_status) : "?");
   }
   if (s->why[0] == '\0')
-    snprintf(s->why, sizeof(s->why), "%s", why);
+    snprintf(s->why, sizeof(s->why), "%s", fallback);
+}
+
+/* The server can take no more requests: every actor of it that has not
+ * ended ends now (its child dies of its parent-death signal, or sees EOF
+ * when we close its channel). */
+static void fs__srv_dead(struct fs_server *s, const char *why) {
+  struct forkserver *fs;
+  char how[sizeof(s->why) + 48];
+
+  if (s->dead)
+    return;
+  s->dead = 1;
+  fs__srv_why(s, why);
   if (s->fr->cur == s)
     s->fr->cur = NULL;
   fs__srv_close_ctl(s);
@@ -791,6 +795,18 @@ static int fs_start(void *st, actor *a, const actor_opts *o) {
     fr->next_id = 1;
   fs__pack_spawn(&sb, fs->id, kind, entry, a, o);
   r = fs__queue(s, &sb, sv[1]); /* owns sv[1] now */
+  if (r == 0 && (r = fs__flush(s)) != 0) {
+    /* It died before we heard of it (a preload failed, say): what it
+     * said last is still in the channel. */
+    if (!s->dead && s->ctl_polling)
+      fs__ctl_cb(&s->ctl_poll, 0, UV_READABLE); /* not freed: closing */
+    fs__srv_why(s, "its control channel failed");
+    actor__seterr(rt, "forkserver: the fork server (pid %d) died: %s", s->pid,
+                  s->why);
+    fs__srv_dead(s, s->why);
+    close(sv[0]);
+    return ACTOR_ECLOSED;
+  }
   if (r == 0)
     r = actor__idmap_put(&s->actors, fs->id, fs);
   if (r) {
@@ -798,17 +814,10 @@ static int fs_start(void *st, actor *a, const actor_opts *o) {
     if (r == ACTOR_E2BIG)
       actor__seterr(rt, "forkserver: the spawn request is too large (over "
                         "%d bytes: environment, paths)", ACTOR__FS_MAX_PACKET);
-    return r; /* a queued request whose channel is closed starts a child
-                 that sees EOF at once and ends */
+    return r; /* a request already sent, whose channel is closed, starts a
+                 child that sees EOF at once and ends */
   }
   fs->srv = s;
-  if ((r = fs__flush(s)) != 0) {
-    fs__srv_dead(s, "its control channel failed");
-    close(sv[0]);
-    actor__seterr(rt, "forkserver: the fork server is gone: %s",
-                  uv_strerror(r));
-    return ACTOR_ECLOSED;
-  }
   r = actor__stream_open(&a->chan, rt->loop, sv[0], rt->max_frame,
                          &actor__parent_chan_cbs, a);
   if (r)
