@@ -193,6 +193,32 @@ static void forkserver_c_child_inherits_only_stdio_and_channel(void **state) {
   unlink(tmpl);
 }
 
+/* The working directory: the spawn's, checked in the host first. */
+static void forkserver_cwd_is_the_spawns_and_checked_first(void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  struct ts_call r;
+  actor_opts *o;
+  actor *a;
+  (void)state;
+
+  ts_start(&t);
+  o = fs_opts_c("fs_entry");
+  TH_OK(actor_opts_set_cwd(o, "/tmp/no-such-dir-for-libactor"));
+  TH_ERR(actor_spawn(t.rt, o, &a), -ENOENT);
+  assert_non_null(strstr(actor_rt_errmsg(t.rt), "working directory"));
+  TH_OK(actor_opts_set_cwd(o, "/"));
+  a = fs_spawn_o(&t, o, &ex);
+  TH_OK(ts_call_str(a, "cwd", "", &r));
+  ts_wait(&t, &r.done, 5000);
+  TH_OK(r.status);
+  assert_string_equal(r.str, "/");
+  ts_call_fini(&r);
+  actor_stop(a);
+  ts_wait(&t, &ex.exited, 5000);
+  ts_finish(&t);
+}
+
 static void forkserver_exit_codes_and_signals_relayed(void **state) {
   struct ts t;
   struct ts_exit ex1, ex2;
@@ -749,6 +775,7 @@ static int run_all(void) {
   const struct CMUnitTest tests[] = {
       TH_TEST(forkserver_c_entry),
       TH_TEST(forkserver_c_child_inherits_only_stdio_and_channel),
+      TH_TEST(forkserver_cwd_is_the_spawns_and_checked_first),
       TH_TEST(forkserver_exit_codes_and_signals_relayed),
       TH_TEST(forkserver_cancel_escalation_on_child_ignoring_sigterm),
       TH_TEST(forkserver_server_killed_mid_call_then_restart),

@@ -96,7 +96,7 @@ static void reply(int kind, uint32_t id, int64_t a, int64_t b,
   msgpack_pack_int(&pk, kind);
   msgpack_pack_uint32(&pk, id);
   if (kind == ACTOR__FS_FATAL) {
-    actor__fs_pack_str(&pk, msg);
+    actor__fs_pack_str(&pk, msg); /* < 1 KiB: ACTOR__FS_MAX_REPLY */
   } else {
     msgpack_pack_int64(&pk, a);
     if (msg != NULL)

@@ -483,25 +483,22 @@ static void fs__on_packet(struct fs_server *s, const char *p, size_t n) {
 
 static void fs__ctl_cb(uv_poll_t *h, int status, int events) {
   struct fs_server *s = h->data;
-  char *buf;
+  char buf[ACTOR__FS_MAX_REPLY];
   ssize_t n;
-  int fd, r;
+  int fd;
 
   if (status < 0) {
     fs__srv_dead(s, "its control channel failed");
     return;
   }
-  if ((events & UV_WRITABLE) && (r = fs__flush(s)) != 0) {
+  if ((events & UV_WRITABLE) && fs__flush(s) != 0) {
     fs__srv_dead(s, "its control channel failed");
     return;
   }
   if (!(events & UV_READABLE))
     return;
-  buf = malloc(ACTOR__FS_MAX_PACKET);
-  if (buf == NULL)
-    return; /* level-triggered: next time */
   while (!s->dead) {
-    n = actor__fs_recv(s->ctl, buf, ACTOR__FS_MAX_PACKET, &fd, 0);
+    n = actor__fs_recv(s->ctl, buf, sizeof(buf), &fd, 0);
     if (fd >= 0)
       close(fd); /* the server sends none */
     if (n == -EAGAIN)
@@ -513,7 +510,6 @@ static void fs__ctl_cb(uv_poll_t *h, int status, int events) {
     }
     fs__on_packet(s, buf, (size_t)n);
   }
-  free(buf);
 }
 
 /* ---- starting a server -------------------------------------------------------- */
@@ -647,6 +643,8 @@ static int fs__server(struct fs_rt *fr, int python, struct fs_server **out) {
   *out = fr->cur;
   if (fr->cur != NULL)
     return 0;
+  if (fr->closing)
+    return ACTOR_ESTATE;
   s = calloc(1, sizeof(*s));
   if (s == NULL)
     return -ENOMEM;
@@ -722,7 +720,8 @@ static void fs_rt_close(void *rts, actor_rt *rt) {
 /* ---- one actor ------------------------------------------------------------------ */
 
 static int fs__pack_spawn(msgpack_sbuffer *sb, uint32_t id, int kind,
-                          const char *entry, actor *a, const actor_opts *o) {
+                          const char *entry, const char *cwd, actor *a,
+                          const actor_opts *o) {
   msgpack_packer pk;
   size_t i;
 
@@ -737,7 +736,7 @@ static int fs__pack_spawn(msgpack_sbuffer *sb, uint32_t id, int kind,
   msgpack_pack_array(&pk, (uint32_t)o->npaths);
   for (i = 0; i < o->npaths; i++)
     actor__fs_pack_str(&pk, o->paths[i]);
-  actor__fs_pack_str(&pk, o->cwd);
+  actor__fs_pack_str(&pk, cwd);
   msgpack_pack_array(&pk, (uint32_t)o->nenv);
   for (i = 0; i < o->nenv; i++)
     actor__fs_pack_str(&pk, o->env[i]);
@@ -756,6 +755,7 @@ static int fs_start(void *st, actor *a, const actor_opts *o) {
   struct fs_rt *fr;
   struct fs_server *s;
   msgpack_sbuffer sb;
+  char cwd[PATH_MAX];
   const char *entry;
   int kind, r, sv[2];
 
@@ -793,7 +793,18 @@ static int fs_start(void *st, actor *a, const actor_opts *o) {
   fs->id = fr->next_id++;
   if (fr->next_id == 0)
     fr->next_id = 1;
-  fs__pack_spawn(&sb, fs->id, kind, entry, a, o);
+  /* The host's working directory now (the server's is the host's when it
+   * started): a relative cwd and none at all mean what they mean for
+   * subproc. */
+  if (o->cwd != NULL && o->cwd[0] == '/')
+    snprintf(cwd, sizeof(cwd), "%s", o->cwd);
+  else if (getcwd(cwd, sizeof(cwd)) == NULL)
+    cwd[0] = '\0';
+  else if (o->cwd != NULL) {
+    size_t l = strlen(cwd);
+    snprintf(cwd + l, sizeof(cwd) - l, "/%s", o->cwd);
+  }
+  fs__pack_spawn(&sb, fs->id, kind, entry, cwd[0] ? cwd : NULL, a, o);
   r = fs__queue(s, &sb, sv[1]); /* owns sv[1] now */
   if (r == 0 && (r = fs__flush(s)) != 0) {
     /* It died before we heard of it (a preload failed, say): what it

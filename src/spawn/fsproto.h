@@ -43,8 +43,10 @@ enum {
   ACTOR__FS_SUBINT_ISOLATED = 2,
   ACTOR__FS_SUBINT_LEGACY = 3
 };
-/* Largest control packet, either way. */
+/* Largest control packet: a request; an answer (which never carries more
+ * than a few hundred bytes of text). */
 #define ACTOR__FS_MAX_PACKET (256 * 1024)
+#define ACTOR__FS_MAX_REPLY 4096
 
 /* A frame being built: msgpack into `sb` after a 4-byte hole. */
 void actor__fs_pack_begin(msgpack_sbuffer *sb, msgpack_packer *pk);

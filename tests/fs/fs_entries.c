@@ -98,6 +98,24 @@ static int fn_stubborn(actor_ctx *x, const char *args, size_t len, void *arg) {
   return ret_int(x, 1);
 }
 
+/* The working directory, a str. */
+static int fn_cwd(actor_ctx *x, const char *args, size_t len, void *arg) {
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+  char buf[4096];
+  int r;
+  (void)args, (void)len, (void)arg;
+  if (getcwd(buf, sizeof(buf)) == NULL)
+    buf[0] = '\0';
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  msgpack_pack_str(&pk, strlen(buf));
+  msgpack_pack_str_body(&pk, buf, strlen(buf));
+  r = actor_ctx_return(x, sb.data, sb.size);
+  msgpack_sbuffer_destroy(&sb);
+  return r;
+}
+
 /* Never answers (the call stays pending; the loop is free). */
 static int fn_hang(actor_ctx *x, const char *args, size_t len, void *arg) {
   (void)x, (void)args, (void)len, (void)arg;
@@ -106,6 +124,7 @@ static int fn_hang(actor_ctx *x, const char *args, size_t len, void *arg) {
 
 int fs_entry(actor_child *c) {
   actor_child_register(c, "hang", fn_hang, NULL);
+  actor_child_register(c, "cwd", fn_cwd, NULL);
   actor_child_register(c, "add", fn_add, NULL);
   actor_child_register(c, "pid", fn_pid, NULL);
   actor_child_register(c, "exit", fn_exit, NULL);
