@@ -1058,9 +1058,12 @@ int main(int argc, char **argv) {
     fail = 1;
   }
 #else
-  if (!fail && python) {
-    snprintf(why, sizeof(why), "this fork server was built without Python "
-                               "(ACTOR_WITH_PYTHON=OFF)");
+  /* Without Python the server still serves C entries; only a preload it
+   * cannot honour is fatal (Python spawns fail one by one). */
+  (void)python;
+  if (!fail && S.nmodules > 0) {
+    snprintf(why, sizeof(why), "cannot preload '%s': this fork server was "
+             "built without Python (ACTOR_WITH_PYTHON=OFF)", S.modules[0]);
     fail = 1;
   }
 #endif

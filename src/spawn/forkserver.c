@@ -298,6 +298,16 @@ static void fs__srv_maybe_free(struct fs_server *s) {
   fs__rt_maybe_closed(fr);
 }
 
+/* SIGKILL the server.  It is unreaped, so its pidfd — or, where
+ * pidfd_send_signal is missing (valgrind, some seccomp filters), its pid —
+ * still names it. */
+static void fs__srv_kill(struct fs_server *s) {
+  if (s->reaped || s->pidfd < 0)
+    return;
+  if (pidfd_send_signal(s->pidfd, SIGKILL, NULL, 0) != 0 && errno == ENOSYS)
+    kill(s->pid, SIGKILL);
+}
+
 /* Why the server is going, in s->why (kept once set): the channel usually
  * ends because the process did, so say how, if so (looked at without
  * reaping; the pid poll reaps). */
@@ -332,9 +342,7 @@ static void fs__srv_dead(struct fs_server *s, const char *why) {
   if (s->fr->cur == s)
     s->fr->cur = NULL;
   fs__srv_close_ctl(s);
-  /* Make sure it ends: it is unreaped, so its pidfd still names it. */
-  if (!s->reaped && s->pidfd >= 0)
-    pidfd_send_signal(s->pidfd, SIGKILL, NULL, 0);
+  fs__srv_kill(s); /* make sure it ends */
   snprintf(how, sizeof(how), "the fork server (pid %d) died: %s", s->pid,
            s->why);
   while ((fs = actor__idmap_any(&s->actors)) != NULL) {
@@ -518,11 +526,7 @@ static int fs__fail(actor_rt *rt, int r, const char *what) {
   return actor__spawn_fail(rt, "forkserver", r, what);
 }
 
-static void fs__srv_timer(uv_timer_t *t) {
-  struct fs_server *s = t->data;
-  if (!s->reaped && s->pidfd >= 0)
-    pidfd_send_signal(s->pidfd, SIGKILL, NULL, 0);
-}
+static void fs__srv_timer(uv_timer_t *t) { fs__srv_kill(t->data); }
 
 /* argv: prog -H hostpid [-P] (-m module | -l lib | -p dir)... */
 static char **fs__argv(struct fs_rt *fr, const char *prog, char *hostpid,
@@ -757,7 +761,7 @@ static int fs_start(void *st, actor *a, const actor_opts *o) {
   msgpack_sbuffer sb;
   char cwd[PATH_MAX];
   const char *entry;
-  int kind, r, sv[2];
+  int kind, r, sv[2], fresh = 0;
 
   fs->a = a;
   if (o->c_entry != NULL) {
@@ -785,6 +789,9 @@ static int fs_start(void *st, actor *a, const actor_opts *o) {
     actor__seterr(rt, "forkserver: %s", actor_strerror(r));
     return r;
   }
+retry:
+  if (fr->cur == NULL)
+    fresh = 1; /* started by this spawn */
   r = fs__server(fr, kind != ACTOR__FS_C, &s);
   if (r)
     return r;
@@ -807,8 +814,8 @@ static int fs_start(void *st, actor *a, const actor_opts *o) {
   fs__pack_spawn(&sb, fs->id, kind, entry, cwd[0] ? cwd : NULL, a, o);
   r = fs__queue(s, &sb, sv[1]); /* owns sv[1] now */
   if (r == 0 && (r = fs__flush(s)) != 0) {
-    /* It died before we heard of it (a preload failed, say): what it
-     * said last is still in the channel. */
+    /* It died before we heard of it: what it said last is still in the
+     * channel (a preload that failed, say). */
     if (!s->dead && s->ctl_polling)
       fs__ctl_cb(&s->ctl_poll, 0, UV_READABLE); /* not freed: closing */
     fs__srv_why(s, "its control channel failed");
@@ -816,6 +823,12 @@ static int fs_start(void *st, actor *a, const actor_opts *o) {
                   s->why);
     fs__srv_dead(s, s->why);
     close(sv[0]);
+    /* The next spawn starts a new server; this one is the next, once — a
+     * server that dies at its start fails it. */
+    if (!fresh) {
+      fresh = 1;
+      goto retry;
+    }
     return ACTOR_ECLOSED;
   }
   if (r == 0)

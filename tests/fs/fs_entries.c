@@ -18,6 +18,7 @@
 /* Exported: the server looks it up with dlsym (the build hides symbols
  * by default). */
 __attribute__((visibility("default"))) int fs_entry(actor_child *c);
+__attribute__((visibility("default"))) int fs_entry_no_hello(actor_child *c);
 
 static int ret_int(actor_ctx *x, int64_t v) {
   msgpack_sbuffer sb;
@@ -116,6 +117,68 @@ static int fn_cwd(actor_ctx *x, const char *args, size_t len, void *arg) {
   return r;
 }
 
+/* [ms]: block the loop that long, then answer ms (tests/support.c's
+ * "block"). */
+static int fn_block(actor_ctx *x, const char *args, size_t len, void *arg) {
+  int64_t ms = 0;
+  (void)arg;
+  args_ints(args, len, &ms, 1);
+  usleep((useconds_t)ms * 1000);
+  return ret_int(x, ms);
+}
+
+/* [n]: stream 0..n-1, then answer how many went out ("count"). */
+static int fn_count(actor_ctx *x, const char *args, size_t len, void *arg) {
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+  int64_t n = 0, i;
+  (void)arg;
+  args_ints(args, len, &n, 1);
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  for (i = 0; i < n; i++) {
+    sb.size = 0;
+    msgpack_pack_int64(&pk, i);
+    if (actor_ctx_yield(x, sb.data, sb.size))
+      break;
+  }
+  msgpack_sbuffer_destroy(&sb);
+  actor_ctx_end(x);
+  return ret_int(x, i);
+}
+
+/* [ms]: answer 0 after ms without blocking the loop; a CANCEL ends it
+ * early with libactor.Cancelled ("nap"). */
+struct nap {
+  uv_timer_t t;
+  actor_ctx *x;
+};
+static void nap_closed(uv_handle_t *h) { free(h->data); }
+static void nap_fire(uv_timer_t *t) {
+  struct nap *s = t->data;
+  ret_int(s->x, 0);
+  uv_close((uv_handle_t *)t, nap_closed);
+}
+static void nap_cancel(actor_ctx *x, void *arg) {
+  struct nap *s = arg;
+  actor_ctx_error(x, "libactor.Cancelled", "nap cancelled", "");
+  uv_close((uv_handle_t *)&s->t, nap_closed);
+}
+static int fn_nap(actor_ctx *x, const char *args, size_t len, void *arg) {
+  struct nap *s = calloc(1, sizeof(*s));
+  int64_t ms = 0;
+  (void)arg;
+  if (s == NULL)
+    return -ENOMEM;
+  args_ints(args, len, &ms, 1);
+  s->x = x;
+  uv_timer_init(actor_child_loop(actor_ctx_child(x)), &s->t);
+  s->t.data = s;
+  uv_timer_start(&s->t, nap_fire, (uint64_t)ms, 0);
+  actor_ctx_on_cancel(x, nap_cancel, s);
+  return 0;
+}
+
 /* Never answers (the call stays pending; the loop is free). */
 static int fn_hang(actor_ctx *x, const char *args, size_t len, void *arg) {
   (void)x, (void)args, (void)len, (void)arg;
@@ -125,10 +188,20 @@ static int fn_hang(actor_ctx *x, const char *args, size_t len, void *arg) {
 int fs_entry(actor_child *c) {
   actor_child_register(c, "hang", fn_hang, NULL);
   actor_child_register(c, "cwd", fn_cwd, NULL);
+  actor_child_register(c, "block", fn_block, NULL);
+  actor_child_register(c, "count", fn_count, NULL);
+  actor_child_register(c, "nap", fn_nap, NULL);
   actor_child_register(c, "add", fn_add, NULL);
   actor_child_register(c, "pid", fn_pid, NULL);
   actor_child_register(c, "exit", fn_exit, NULL);
   actor_child_register(c, "raise", fn_raise, NULL);
   actor_child_register(c, "stubborn", fn_stubborn, NULL);
   return actor_child_run(c);
+}
+
+/* Never says HELLO (tests/support.c's "rogue_no_hello"). */
+int fs_entry_no_hello(actor_child *c) {
+  (void)c;
+  for (;;)
+    pause();
 }
