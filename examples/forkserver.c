@@ -12,6 +12,13 @@
  * entry (LIBACTOR_FORKSERVER, FS_EXAMPLE_ENTRY, FS_EXAMPLE_PYDIR
  * override them). */
 #include <libactor/actor.h>
+
+/* Built in the tree, the example knows where the tree's server and entry
+ * are; built elsewhere, the installed server is used and the entry is
+ * looked up by dlopen's rules. */
+#ifndef FS_EXAMPLE_ENTRY
+#define FS_EXAMPLE_ENTRY "libfsentry.so"
+#endif
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,8 +156,10 @@ int main(int argc, char **argv) {
 
   if (n < 1)
     n = 1;
+#ifdef FS_EXAMPLE_SERVER
   setenv("LIBACTOR_FORKSERVER", env_or("LIBACTOR_FORKSERVER", FS_EXAMPLE_SERVER),
          1);
+#endif
   hello = calloc((size_t)n, sizeof(*hello));
   reply = calloc((size_t)n, sizeof(*reply));
   end = calloc((size_t)n, sizeof(*end));
