@@ -219,7 +219,8 @@ ACTOR_EXTERN int actor_rt_close(actor_rt *rt, actor_rt_close_cb cb, void *arg);
 
 /* Free a runtime whose close has completed (or that never spawned).
  * Returns ACTOR_ESTATE, freeing nothing, if close has not completed — or
- * if a failed spawn is still releasing its handles (run the loop once).
+ * if a failed spawn is still releasing its handles (run the loop once), or
+ * if backend state of the runtime lives on (a fork server: close first).
  * Closes and frees an owned loop.  actor_rt_free(NULL) is a no-op. */
 ACTOR_EXTERN int actor_rt_free(actor_rt *rt);
 
