@@ -341,6 +341,31 @@ static void forkserver_server_killed_mid_call_then_restart(void **state) {
   ts_finish(&t);
 }
 
+/* The server is the runtime's: actor_rt_free refuses while it runs, and
+ * closing ends it within the close's bound even when it does not answer
+ * (stopped: it cannot see the end of its channel; SIGKILL after 2 s). */
+static void forkserver_close_is_bounded_when_the_server_hangs(void **state) {
+  struct ts t;
+  uint64_t t0, ms;
+  int spid;
+  (void)state;
+
+  ts_start(&t);
+  TH_OK(actor_rt_forkserver_start(t.rt, 0));
+  spid = actor_rt_forkserver_pid(t.rt);
+  assert_true(spid > 0);
+  TH_ERR(actor_rt_free(t.rt), ACTOR_ESTATE);
+  assert_int_equal(actor_rt_actor_count(t.rt), 0);
+  assert_int_equal(kill(spid, SIGSTOP), 0);
+  t0 = th_now_ms();
+  ts_finish(&t);
+  ms = th_now_ms() - t0;
+  print_message("  close with a stopped server: %llu ms (bound 2000)\n",
+                (unsigned long long)ms);
+  assert_true(ms >= 1500 && ms < 10000);
+  wait_gone(spid, 5000);
+}
+
 /* A host that spawns two forkserver actors, prints the server's pid and
  * the children's, and waits to be killed. */
 static int helper_fs_host(int argc, char **argv) {
@@ -781,6 +806,7 @@ static int run_all(void) {
       TH_TEST(forkserver_cancel_escalation_on_child_ignoring_sigterm),
       TH_TEST(forkserver_server_killed_mid_call_then_restart),
       TH_TEST(forkserver_host_death_takes_server_and_children),
+      TH_TEST(forkserver_close_is_bounded_when_the_server_hangs),
       TH_TEST_T(forkserver_500_cycles_leak_nothing, 120),
       TH_TEST(forkserver_fault_sigkill_before_hello),
       TH_TEST(forkserver_fault_sigkill_mid_call),
