@@ -3,7 +3,8 @@
  * A backend decides WHERE a child runs and HOW its channel is made; the
  * protocol and the runtime are the same for every backend.  Each backend is
  * one file exporting one ops table, listed in registry.c.  Fields are only
- * ever appended (check `version`).
+ * ever appended (check `version`): version 2's come after version 1's, in
+ * a struct that begins with the version 1 table (struct actor__backend_v2).
  *
  * Contract (all calls on the loop thread; none blocks):
  *   available  0, or ACTOR_EUNAVAIL/ACTOR_EBLOCKED with a static reason.
