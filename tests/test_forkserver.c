@@ -457,26 +457,50 @@ static int proc_children(int pid) {
   return n;
 }
 
-static void forkserver_500_cycles_leak_nothing(void **state) {
+static void fs_py_server_setup(struct ts *t);
+
+/* Resident memory of a process, KiB (VmRSS), or -1. */
+static long proc_rss_kib(int pid) {
+  char path[64], line[256];
+  long v = -1;
+  FILE *f;
+  snprintf(path, sizeof(path), "/proc/%d/status", pid);
+  f = fopen(path, "r");
+  if (f == NULL)
+    return -1;
+  while (fgets(line, sizeof(line), f) != NULL)
+    if (strncmp(line, "VmRSS:", 6) == 0)
+      v = strtol(line + 6, NULL, 10);
+  fclose(f);
+  return v;
+}
+
+/* n spawn/call/stop cycles of actors made by `mk`; the server's fds,
+ * threads, children and memory stay as they were, and the host's are the
+ * harness's to check. */
+static void fs_cycles(int n, actor_opts *(*mk)(void), int python) {
   struct ts t;
   struct ts_exit ex;
   int64_t v[2] = {1, 1};
   actor *a;
   int i, spid, fds0, thr0;
+  long rss0, rss1;
   uint64_t t0;
-  (void)state;
 
   ts_start(&t);
-  a = fs_spawn_c(&t, &ex);
+  if (python)
+    fs_py_server_setup(&t);
+  a = fs_spawn_o(&t, mk(), &ex);
   fs_call(&t, a, "add", v, 2, 0);
   actor_stop(a);
   ts_wait(&t, &ex.exited, 5000);
   spid = actor_rt_forkserver_pid(t.rt);
   fds0 = proc_count(spid, "fd");
   thr0 = proc_count(spid, "task");
+  rss0 = proc_rss_kib(spid);
   t0 = th_now_ms();
-  for (i = 0; i < 500; i++) {
-    a = fs_spawn_c(&t, &ex);
+  for (i = 0; i < n; i++) {
+    a = fs_spawn_o(&t, mk(), &ex);
     v[0] = i;
     assert_int_equal(fs_call(&t, a, "add", v, 2, 0), i + 1);
     actor_stop(a);
@@ -484,14 +508,24 @@ static void forkserver_500_cycles_leak_nothing(void **state) {
     assert_true(ex.exited);
     assert_int_equal(ex.status, 0);
   }
-  print_message("  500 spawn/call/stop cycles: %llu ms\n",
-                (unsigned long long)(th_now_ms() - t0));
+  rss1 = proc_rss_kib(spid);
+  print_message("  %d spawn/call/stop cycles: %llu ms; server RSS %ld -> %ld "
+                "KiB\n",
+                n, (unsigned long long)(th_now_ms() - t0), rss0, rss1);
   assert_int_equal(actor_rt_forkserver_pid(t.rt), spid); /* one server */
   assert_int_equal(proc_count(spid, "fd"), fds0);
   assert_int_equal(proc_count(spid, "task"), thr0);
   assert_int_equal(proc_children(spid), 0);
+  assert_true(rss1 - rss0 < 4096); /* flat, with room for the allocator */
   /* The host's own fds, threads and children: the harness's leak check. */
   ts_finish(&t);
+}
+
+static actor_opts *fs_mk_c(void) { return fs_opts_c("fs_entry"); }
+
+static void forkserver_500_cycles_leak_nothing(void **state) {
+  (void)state;
+  fs_cycles(500, fs_mk_c, 0);
 }
 
 /* issue 7's SIGKILL faults (tests/faults.c), on this backend: the actors
@@ -544,6 +578,8 @@ static void forkserver_bad_c_entry_fails_cleanly(void **state) {
 /* ======================================================================== */
 
 #ifndef ACTOR_TEST_WITH_PYTHON
+static void fs_py_server_setup(struct ts *t) { (void)t; }
+
 /* The core's server has no Python: a Python entry ends before HELLO with
  * the reason, and the server goes on serving C entries. */
 static void forkserver_python_entry_without_python_fails_cleanly(
@@ -573,6 +609,8 @@ static void forkserver_python_entry_without_python_fails_cleanly(
 #endif
 
 #ifdef ACTOR_TEST_WITH_PYTHON
+static void fs_py_server(struct ts *t);
+static void fs_py_server_setup(struct ts *t) { fs_py_server(t); }
 static actor_opts *fs_opts_py(int subint, int mode) {
   actor_opts *o;
   const char *dir = getenv("LIBACTOR_TEST_PYDIR");
@@ -592,6 +630,15 @@ static void fs_py_server(struct ts *t) {
   if (dir != NULL)
     TH_OK(actor_rt_forkserver_add_path(t->rt, dir));
   TH_OK(actor_rt_forkserver_preload(t->rt, "fspreload"));
+}
+
+static actor_opts *fs_mk_py(void) { return fs_opts_py(0, 0); }
+
+/* The same for Python children of the main interpreter: the server's
+ * side of each fork (PyOS_BeforeFork / AfterFork_Parent) leaves nothing. */
+static void forkserver_python_200_cycles_leak_nothing(void **state) {
+  (void)state;
+  fs_cycles(200, fs_mk_py, 1);
 }
 
 static void fs_py_kind(int subint, int mode) {
@@ -821,6 +868,7 @@ static int run_all(void) {
       TH_TEST(forkserver_python_fresh_subint_isolated),
       TH_TEST(forkserver_python_fresh_subint_legacy),
       TH_TEST(forkserver_python_after_c_starts_cpython_in_the_server),
+      TH_TEST_T(forkserver_python_200_cycles_leak_nothing, 120),
       TH_TEST(forkserver_python_sigint_idle_is_keyboard_interrupt),
       TH_TEST(forkserver_python_subint_sigint_is_keyboard_interrupt),
       TH_TEST(forkserver_orphaned_python_child_ends_on_sigint),
