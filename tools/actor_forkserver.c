@@ -680,6 +680,7 @@ static void py_child_subint(struct req *q) {
   struct pollfd pfd[2];
   pthread_t t;
   int rfd, done[2];
+  ssize_t n;
   char b[64];
 
   PyOS_AfterFork_Child();
@@ -701,8 +702,8 @@ static void py_child_subint(struct req *q) {
   while (!__atomic_load_n(&sr.finished, __ATOMIC_ACQUIRE)) {
     if (poll(pfd, 2, -1) < 0)
       continue;
-    if ((pfd[1].revents & POLLIN) && read(rfd, b, sizeof(b)) > 0 &&
-        memchr(b, SIGINT, sizeof(b)) != NULL)
+    n = (pfd[1].revents & POLLIN) ? read(rfd, b, sizeof(b)) : 0;
+    if (n > 0 && memchr(b, SIGINT, (size_t)n) != NULL)
       subint_interrupt(&sr);
   }
   pthread_join(t, NULL);
