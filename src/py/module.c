@@ -638,28 +638,32 @@ static PyObject *make_raw_module(struct actor__py_run *run) {
  * raw module is returned (a new reference): the runner keeps it, so its
  * state outlives anything actor code does to sys.modules. */
 static PyObject *install_modules(struct actor__py_run *run) {
-  /* The main interpreter's compiled libactor_child, kept: a fork server
-   * compiles it once and every forked child runs it (compiling it costs a
-   * forked actor's start ~3 ms).  Code objects are per interpreter: a
-   * sub-interpreter compiles its own. */
-  static PyObject *main_code;
-  PyObject *raw, *code, *mod;
-  int is_main = PyInterpreterState_Get() == PyInterpreterState_Main();
+  PyObject *raw, *code = NULL, *mod, *prev = NULL;
 
   raw = make_raw_module(run);
   if (raw == NULL)
     return NULL;
-  code = is_main && main_code != NULL
-             ? Py_NewRef(main_code)
-             : Py_CompileString(actor__child_py, "<libactor_child>",
-                                Py_file_input);
-  if (is_main && main_code == NULL && code != NULL)
-    main_code = Py_NewRef(code);
+  /* libactor_child's code, compiled once per interpreter and kept on the
+   * module: a fork server installs it before it forks, and each forked
+   * child then runs it again without compiling (~3 ms of a forked actor's
+   * start).  Kept there, not in a static, it goes with the interpreter. */
+  if (PyDict_GetItemStringRef(PyImport_GetModuleDict(), "libactor_child",
+                              &prev) > 0)
+    code = PyObject_GetAttrString(prev, "__libactor_code__");
+  Py_XDECREF(prev);
+  if (code == NULL || !PyCode_Check(code)) {
+    PyErr_Clear();
+    Py_XDECREF(code);
+    code = Py_CompileString(actor__child_py, "<libactor_child>",
+                            Py_file_input);
+  }
   if (code == NULL) {
     Py_DECREF(raw);
     return NULL;
   }
   mod = PyImport_ExecCodeModule("libactor_child", code);
+  if (mod != NULL && PyObject_SetAttrString(mod, "__libactor_code__", code))
+    PyErr_Clear(); /* only the cache is lost */
   Py_DECREF(code);
   if (mod == NULL) {
     Py_DECREF(raw);
