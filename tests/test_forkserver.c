@@ -256,6 +256,53 @@ static void forkserver_cwd_is_the_spawns_and_checked_first(void **state) {
   ts_finish(&t);
 }
 
+/* Captured output, line by line, the last unterminated line too, all of it
+ * before the exit callback. */
+struct fs_out {
+  int out_lines, err_lines, tail;
+  int after_exit;
+  struct ts_exit *ex;
+};
+
+static void fs_on_output(actor *a, int fd, const char *line, size_t len,
+                         void *arg) {
+  struct fs_out *o = arg;
+  (void)a;
+  if (o->ex->exited)
+    o->after_exit++;
+  if (fd == 2 && len == 8 && memcmp(line, "err line", 8) == 0)
+    o->err_lines++;
+  else if (fd == 1 && len == 4 && memcmp(line, "tail", 4) == 0)
+    o->tail++;
+  else if (fd == 1 && len > 4 && memcmp(line, "out ", 4) == 0)
+    o->out_lines++;
+}
+
+static void forkserver_stdio_capture_c_entry(void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  struct fs_out out = {0, 0, 0, 0, &ex};
+  int64_t n = 1000;
+  actor_opts *o;
+  actor *a;
+  (void)state;
+
+  ts_start(&t);
+  o = fs_opts_c("fs_entry");
+  TH_OK(actor_opts_set_stdio(o, 1, ACTOR_STDIO_CAPTURE));
+  TH_OK(actor_opts_set_stdio(o, 2, ACTOR_STDIO_CAPTURE));
+  TH_OK(actor_opts_on_output(o, fs_on_output, &out));
+  a = fs_spawn_o(&t, o, &ex);
+  assert_int_equal(fs_call(&t, a, "say", &n, 1, 0), 1000);
+  actor_stop(a);
+  ts_wait(&t, &ex.exited, 5000);
+  assert_int_equal(out.out_lines, 1000);
+  assert_int_equal(out.err_lines, 1);
+  assert_int_equal(out.tail, 1);
+  assert_int_equal(out.after_exit, 0);
+  ts_finish(&t);
+}
+
 static void forkserver_exit_codes_and_signals_relayed(void **state) {
   struct ts t;
   struct ts_exit ex1, ex2;
@@ -706,6 +753,32 @@ static void forkserver_python_fresh_subint_legacy(void **state) {
   fs_py_kind(1, ACTOR_SUBINT_LEGACY);
 }
 
+/* A Python child's print() reaches the host's output callback. */
+static void forkserver_python_stdout_captured(void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  struct fs_out out = {0, 0, 0, 0, &ex};
+  struct ts_call r;
+  actor_opts *o;
+  actor *a;
+  (void)state;
+
+  ts_start(&t);
+  fs_py_server(&t);
+  o = fs_opts_py(0, 0);
+  TH_OK(actor_opts_set_stdio(o, 1, ACTOR_STDIO_CAPTURE));
+  TH_OK(actor_opts_on_output(o, fs_on_output, &out));
+  a = fs_spawn_o(&t, o, &ex);
+  TH_OK(ts_call_str(a, "say", "out from python", &r));
+  ts_wait(&t, &r.done, 5000);
+  TH_OK(r.status);
+  ts_call_fini(&r);
+  actor_stop(a);
+  ts_wait(&t, &ex.exited, 5000);
+  assert_int_equal(out.out_lines, 1);
+  ts_finish(&t);
+}
+
 /* A server started for C entries starts CPython at its first Python
  * spawn (on its main thread) and forks Python children from then on. */
 static void forkserver_python_after_c_starts_cpython_in_the_server(
@@ -862,6 +935,7 @@ static int run_all(void) {
       TH_TEST(forkserver_c_entry),
       TH_TEST(forkserver_c_child_inherits_only_stdio_and_channel),
       TH_TEST(forkserver_cwd_is_the_spawns_and_checked_first),
+      TH_TEST(forkserver_stdio_capture_c_entry),
       TH_TEST(forkserver_exit_codes_and_signals_relayed),
       TH_TEST(forkserver_cancel_escalation_on_child_ignoring_sigterm),
       TH_TEST(forkserver_server_killed_mid_call_then_restart),
@@ -881,6 +955,7 @@ static int run_all(void) {
       TH_TEST(forkserver_python_fresh_subint_isolated),
       TH_TEST(forkserver_python_fresh_subint_legacy),
       TH_TEST(forkserver_python_after_c_starts_cpython_in_the_server),
+      TH_TEST(forkserver_python_stdout_captured),
       TH_TEST_T(forkserver_python_200_cycles_leak_nothing, 120),
       TH_TEST(forkserver_python_sigint_idle_is_keyboard_interrupt),
       TH_TEST(forkserver_python_subint_sigint_is_keyboard_interrupt),

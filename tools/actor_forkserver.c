@@ -107,8 +107,9 @@ static void reply(int kind, uint32_t id, int64_t a, int64_t b,
   if (actor__fs_pack_end(&sb) == 0) {
     /* The host reads promptly; a full socket waits for it (it is our
      * only client, and an exit must not be lost). */
-    while ((r = actor__fs_send(CTL_FD, sb.data, sb.size, -1)) == -EAGAIN)
+    while ((r = actor__fs_send(CTL_FD, sb.data, sb.size, NULL, 0)) == -EAGAIN)
       poll(&pfd, 1, 1000);
+    (void)r; /* the host is gone: its end tells us, on the next read */
   }
   msgpack_sbuffer_destroy(&sb);
 }
@@ -291,7 +292,8 @@ struct req {
   int clear_env;
   int out, err; /* ACTOR_STDIO_* */
   c_entry_fn cfn;
-  int fd;
+  int fd;             /* the channel */
+  int out_fd, err_fd; /* capture pipes, or -1 */
 };
 
 static void req_free(struct req *q) {
@@ -307,8 +309,12 @@ static void req_free(struct req *q) {
   free(q->env);
   if (q->fd >= 0)
     close(q->fd);
+  if (q->out_fd >= 0)
+    close(q->out_fd);
+  if (q->err_fd >= 0)
+    close(q->err_fd);
   memset(q, 0, sizeof(*q));
-  q->fd = -1;
+  q->fd = q->out_fd = q->err_fd = -1;
 }
 
 /* What every child does first, whatever it runs: its own session and
@@ -322,6 +328,11 @@ static void child_common(struct req *q, int server_pid) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != server_pid)
     _exit(111); /* the server died before prctl */
+  /* Every source is above 3 (0-3 are the server's own), so no dup2 here
+   * overwrites another's source; close_range below closes the sources. */
+  if ((q->out_fd >= 0 && dup2(q->out_fd, 1) < 0) ||
+      (q->err_fd >= 0 && dup2(q->err_fd, 2) < 0))
+    _exit(112);
   if (q->fd != CHAN_FD) {
     if (dup2(q->fd, CHAN_FD) < 0)
       _exit(112);
@@ -748,15 +759,15 @@ static char **strvec(const msgpack_object *o) {
   return v;
 }
 
-static void do_spawn(const msgpack_object *it, size_t cnt, int fd,
-                     void **ts) {
+static void do_spawn(const msgpack_object *it, size_t cnt, int *fds,
+                     int nfds, void **ts) {
   struct req q;
-  struct kid *k;
+  struct kid *kd;
   char why[512];
-  int python, pid, pidfd, self = (int)getpid();
+  int python, pid, pidfd, k, self = (int)getpid();
 
   memset(&q, 0, sizeof(q));
-  q.fd = fd;
+  q.fd = q.out_fd = q.err_fd = -1;
   q.id = (uint32_t)actor__fs_int(it, cnt, 1);
   q.kind = (int)actor__fs_int(it, cnt, 2);
   q.entry = actor__fs_strdup(it, cnt, 3);
@@ -770,7 +781,17 @@ static void do_spawn(const msgpack_object *it, size_t cnt, int fd,
   q.err = (int)actor__fs_int(it, cnt, 11);
   if (q.max_frame < ACTOR__MIN_MAX_FRAME)
     q.max_frame = ACTOR__DEFAULT_MAX_FRAME;
-  if (fd < 0 || q.entry == NULL || q.name == NULL || q.paths == NULL ||
+  /* The channel, then a capture pipe for each captured output. */
+  k = 0;
+  if (k < nfds)
+    q.fd = fds[k++];
+  if (q.out == ACTOR_STDIO_CAPTURE && k < nfds)
+    q.out_fd = fds[k++];
+  if (q.err == ACTOR_STDIO_CAPTURE && k < nfds)
+    q.err_fd = fds[k++];
+  actor__fs_close_fds(fds + k, nfds - k);
+  if (q.fd < 0 || (q.out == ACTOR_STDIO_CAPTURE && q.out_fd < 0) ||
+      (q.err == ACTOR_STDIO_CAPTURE && q.err_fd < 0) || q.entry == NULL || q.name == NULL || q.paths == NULL ||
       q.env == NULL || q.kind < ACTOR__FS_C || q.kind > ACTOR__FS_SUBINT_LEGACY) {
     reply(ACTOR__FS_FAILED, q.id, -EINVAL, 0, "malformed spawn request");
     goto out;
@@ -840,11 +861,11 @@ static void do_spawn(const msgpack_object *it, size_t cnt, int fd,
     reply(ACTOR__FS_FAILED, q.id, -e, 0, "cannot watch the child (pidfd)");
     goto out;
   }
-  k = &S.kids[S.nkids++];
-  k->id = q.id;
-  k->pid = pid;
-  k->pidfd = pidfd;
-  k->signalled = 0;
+  kd = &S.kids[S.nkids++];
+  kd->id = q.id;
+  kd->pid = pid;
+  kd->pidfd = pidfd;
+  kd->signalled = 0;
   reply(ACTOR__FS_SPAWNED, q.id, pid, 0, NULL);
 out:
   req_free(&q);
@@ -911,7 +932,7 @@ static void kill_all(void) {
 }
 
 /* One control packet; 1 when the server should end. */
-static int on_packet(ssize_t n, int fd, void **ts) {
+static int on_packet(ssize_t n, int *fds, int nfds, void **ts) {
   msgpack_unpacked u;
   const msgpack_object *it;
   size_t cnt;
@@ -919,20 +940,17 @@ static int on_packet(ssize_t n, int fd, void **ts) {
 
   if (actor__fs_decode(S.buf, (size_t)n, &u, &it, &cnt, &kind)) {
     msgpack_unpacked_destroy(&u);
-    if (fd >= 0)
-      close(fd);
+    actor__fs_close_fds(fds, nfds);
     reply(ACTOR__FS_FATAL, 0, 0, 0, "malformed control message");
     return 1;
   }
-  if (kind == ACTOR__FS_SPAWN) {
-    do_spawn(it, cnt, fd, ts);
-    fd = -1;
-  } else if (kind == ACTOR__FS_SIGNAL) {
+  if (kind == ACTOR__FS_SPAWN)
+    do_spawn(it, cnt, fds, nfds, ts); /* takes the descriptors */
+  else if (kind == ACTOR__FS_SIGNAL)
     do_signal((uint32_t)actor__fs_int(it, cnt, 1),
               (int)actor__fs_int(it, cnt, 2));
-  }
-  if (fd >= 0)
-    close(fd);
+  if (kind != ACTOR__FS_SPAWN)
+    actor__fs_close_fds(fds, nfds);
   msgpack_unpacked_destroy(&u);
   return 0;
 }
@@ -942,7 +960,7 @@ static void *worker(void *arg) {
   void *ts = NULL;
   size_t i, cap = 0;
   ssize_t n;
-  int fd, quit = 0;
+  int fds[ACTOR__FS_MAX_FDS], nfds, quit = 0;
 
   (void)arg;
   if (S.python) {
@@ -977,16 +995,15 @@ static void *worker(void *arg) {
     if (pfd[0].revents == 0)
       continue;
     for (;;) {
-      n = actor__fs_recv(CTL_FD, S.buf, ACTOR__FS_MAX_PACKET, &fd, 0);
+      n = actor__fs_recv(CTL_FD, S.buf, ACTOR__FS_MAX_PACKET, fds, &nfds, 0);
       if (n == -EAGAIN)
         break;
       if (n <= 0) {
-        if (fd >= 0)
-          close(fd);
+        actor__fs_close_fds(fds, nfds);
         quit = 1;
         break;
       }
-      if (on_packet(n, fd, &ts)) {
+      if (on_packet(n, fds, nfds, &ts)) {
         quit = 1;
         break;
       }

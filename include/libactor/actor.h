@@ -360,7 +360,9 @@ ACTOR_EXTERN int actor_opts_set_subint_mode(actor_opts *o, int mode);
  *   - a Python entry in a fresh sub-interpreter on a thread of the child:
  *     actor_opts_set_fork_subint(o, 1), with actor_opts_set_subint_mode.
  * The per-spawn options are flat fields of actor_opts, as subint_mode is:
- * other backends ignore them.  ACTOR_STDIO_CAPTURE is refused (-ENOTSUP).
+ * other backends ignore them.  stdout/stderr: inherited (the host's),
+ * discarded, or captured as for subproc (the pipes go to the child with
+ * its channel).
  * Exit codes and signals are relayed by the server; stopping escalates
  * with real signals to the child's process group, as subproc. */
 ACTOR_EXTERN int actor_opts_set_c_entry(actor_opts *o, const char *lib_entry);

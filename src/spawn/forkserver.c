@@ -40,6 +40,7 @@
 #include "proto/codec.h"
 #include "rt/internal.h"
 #include "spawn/backend.h"
+#include "spawn/capture.h"
 #include "spawn/fsproto.h"
 #include "spawn/helper.h"
 
@@ -79,9 +80,20 @@ int actor__fs_pack_end(msgpack_sbuffer *sb) {
   return 0;
 }
 
-int actor__fs_send(int sock, const char *p, size_t n, int fd) {
+/* A set of descriptors: close them all (-1s skipped). */
+void actor__fs_close_fds(int *fds, int n) {
+  int i;
+  for (i = 0; i < n; i++)
+    if (fds[i] >= 0) {
+      close(fds[i]);
+      fds[i] = -1;
+    }
+}
+
+int actor__fs_send(int sock, const char *p, size_t n, const int *fds,
+                   int nfds) {
   union {
-    char buf[CMSG_SPACE(sizeof(int))];
+    char buf[CMSG_SPACE(ACTOR__FS_MAX_FDS * sizeof(int))];
     struct cmsghdr align;
   } u;
   struct iovec iov = {(void *)p, n};
@@ -89,18 +101,20 @@ int actor__fs_send(int sock, const char *p, size_t n, int fd) {
   struct cmsghdr *cm;
   ssize_t w;
 
+  if (nfds < 0 || nfds > ACTOR__FS_MAX_FDS)
+    return -EINVAL;
   memset(&mh, 0, sizeof(mh));
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
-  if (fd >= 0) {
+  if (nfds > 0) {
     memset(&u, 0, sizeof(u));
     mh.msg_control = u.buf;
-    mh.msg_controllen = sizeof(u.buf);
+    mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
     cm = CMSG_FIRSTHDR(&mh);
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    cm->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+    memcpy(CMSG_DATA(cm), fds, (size_t)nfds * sizeof(int));
   }
   do
     w = sendmsg(sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -110,19 +124,20 @@ int actor__fs_send(int sock, const char *p, size_t n, int fd) {
   return 0;
 }
 
-ssize_t actor__fs_recv(int sock, char *buf, size_t cap, int *fd, int block) {
+ssize_t actor__fs_recv(int sock, char *buf, size_t cap, int *fds, int *nfds,
+                       int block) {
   union {
-    char buf[CMSG_SPACE(4 * sizeof(int))];
+    char buf[CMSG_SPACE(ACTOR__FS_MAX_FDS * sizeof(int))];
     struct cmsghdr align;
   } u;
   struct iovec iov = {buf, cap};
   struct msghdr mh;
   struct cmsghdr *cm;
+  int got[ACTOR__FS_MAX_FDS];
   ssize_t n;
-  int got[4];
   size_t i, k;
 
-  *fd = -1;
+  *nfds = 0;
   memset(&mh, 0, sizeof(mh));
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
@@ -138,18 +153,18 @@ ssize_t actor__fs_recv(int sock, char *buf, size_t cap, int *fd, int block) {
     if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
       continue;
     k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    if (k > 4)
-      k = 4;
+    if (k > ACTOR__FS_MAX_FDS)
+      k = ACTOR__FS_MAX_FDS; /* a truncated control message: MSG_CTRUNC */
     memcpy(got, CMSG_DATA(cm), k * sizeof(int));
     for (i = 0; i < k; i++) {
-      if (*fd < 0)
-        *fd = got[i];
+      if (*nfds < ACTOR__FS_MAX_FDS)
+        fds[(*nfds)++] = got[i];
       else
-        close(got[i]); /* one descriptor per packet, at most */
+        close(got[i]);
     }
   }
   if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
-    return -EMSGSIZE; /* the caller closes *fd */
+    return -EMSGSIZE; /* the caller closes fds */
   return n;
 }
 
@@ -198,7 +213,8 @@ char *actor__fs_strdup(const msgpack_object *items, size_t count, size_t i) {
 
 struct fs_pkt {
   struct alist node;
-  int fd; /* sent with it, then closed; -1 none */
+  int fds[ACTOR__FS_MAX_FDS]; /* sent with it, then closed */
+  int nfds;
   size_t len;
   char data[];
 };
@@ -240,6 +256,9 @@ struct forkserver {
   struct fs_server *srv; /* NULL once let go */
   uint32_t id;
   int exited;
+  struct actor__capture out[2]; /* stdout, stderr when captured */
+  int pending;                  /* their closes in flight */
+  int closing;
 };
 
 static int fs_available(const char **why) {
@@ -269,8 +288,7 @@ static void fs__srv_close_ctl(struct fs_server *s) {
   while (!alist_empty(&s->out)) {
     p = ALIST_ENTRY(s->out.next, struct fs_pkt, node);
     alist_remove(&p->node);
-    if (p->fd >= 0)
-      close(p->fd);
+    actor__fs_close_fds(p->fds, p->nfds);
     free(p);
   }
   if (s->ctl_polling) {
@@ -407,12 +425,11 @@ static int fs__flush(struct fs_server *s) {
   int r;
   while (!alist_empty(&s->out)) {
     p = ALIST_ENTRY(s->out.next, struct fs_pkt, node);
-    r = actor__fs_send(s->ctl, p->data, p->len, p->fd);
+    r = actor__fs_send(s->ctl, p->data, p->len, p->fds, p->nfds);
     if (r == -EAGAIN)
       break;
     alist_remove(&p->node);
-    if (p->fd >= 0)
-      close(p->fd);
+    actor__fs_close_fds(p->fds, p->nfds);
     free(p);
     if (r)
       return r;
@@ -421,21 +438,23 @@ static int fs__flush(struct fs_server *s) {
   return 0;
 }
 
-/* Queue a frame built in sb (freed here), with `fd` (owned from now on). */
-static int fs__queue(struct fs_server *s, msgpack_sbuffer *sb, int fd) {
+/* Queue a frame built in sb (freed here), with the descriptors fds (nfds,
+ * owned from now on: closed once sent, or on failure). */
+static int fs__queue(struct fs_server *s, msgpack_sbuffer *sb, int *fds,
+                     int nfds) {
   struct fs_pkt *p;
   int r = actor__fs_pack_end(sb);
 
   p = r ? NULL : malloc(sizeof(*p) + sb->size);
   if (p == NULL) {
     msgpack_sbuffer_destroy(sb);
-    if (fd >= 0)
-      close(fd);
+    actor__fs_close_fds(fds, nfds);
     return r ? r : -ENOMEM;
   }
   memcpy(p->data, sb->data, sb->size);
   p->len = sb->size;
-  p->fd = fd;
+  memcpy(p->fds, fds, (size_t)nfds * sizeof(int));
+  p->nfds = nfds;
   msgpack_sbuffer_destroy(sb);
   alist_insert_tail(&s->out, &p->node);
   return 0;
@@ -492,8 +511,8 @@ static void fs__on_packet(struct fs_server *s, const char *p, size_t n) {
 static void fs__ctl_cb(uv_poll_t *h, int status, int events) {
   struct fs_server *s = h->data;
   char buf[ACTOR__FS_MAX_REPLY];
+  int fds[ACTOR__FS_MAX_FDS], nfds;
   ssize_t n;
-  int fd;
 
   if (status < 0) {
     fs__srv_dead(s, "its control channel failed");
@@ -506,9 +525,8 @@ static void fs__ctl_cb(uv_poll_t *h, int status, int events) {
   if (!(events & UV_READABLE))
     return;
   while (!s->dead) {
-    n = actor__fs_recv(s->ctl, buf, sizeof(buf), &fd, 0);
-    if (fd >= 0)
-      close(fd); /* the server sends none */
+    n = actor__fs_recv(s->ctl, buf, sizeof(buf), fds, &nfds, 0);
+    actor__fs_close_fds(fds, nfds); /* the server sends none */
     if (n == -EAGAIN)
       break;
     if (n <= 0) {
@@ -723,6 +741,12 @@ static void fs_rt_close(void *rts, actor_rt *rt) {
 
 /* ---- one actor ------------------------------------------------------------------ */
 
+static void fs__out_closed(void *arg) {
+  struct forkserver *fs = arg;
+  if (--fs->pending == 0 && fs->closing)
+    actor__backend_closed(fs->a);
+}
+
 static int fs__pack_spawn(msgpack_sbuffer *sb, uint32_t id, int kind,
                           const char *entry, const char *cwd, actor *a,
                           const actor_opts *o) {
@@ -760,8 +784,9 @@ static int fs_start(void *st, actor *a, const actor_opts *o) {
   struct fs_server *s;
   msgpack_sbuffer sb;
   char cwd[PATH_MAX];
-  const char *entry;
-  int kind, r, sv[2], fresh = 0;
+  const char *entry, *what;
+  int kind, r, sv[2], fresh = 0, i, w[2] = {-1, -1}, fds[ACTOR__FS_MAX_FDS],
+      nfds;
 
   fs->a = a;
   if (o->c_entry != NULL) {
@@ -777,26 +802,45 @@ static int fs_start(void *st, actor *a, const actor_opts *o) {
                       "actor_opts_set_entry)");
     return -EINVAL;
   }
-  if (o->stdio[1] == ACTOR_STDIO_CAPTURE || o->stdio[2] == ACTOR_STDIO_CAPTURE) {
-    actor__seterr(rt, "forkserver: ACTOR_STDIO_CAPTURE is not supported "
-                      "(inherit or discard)");
-    return -ENOTSUP;
-  }
   if ((r = actor__spawn_check_cwd(rt, "forkserver", o->cwd)) != 0)
     return r;
+  /* Captured output: pipes as for subproc, their write ends going to the
+   * child with the channel (the capture is closed by close, also after a
+   * failure here). */
+  for (i = 0; i < 2; i++)
+    if (o->stdio[i + 1] == ACTOR_STDIO_CAPTURE &&
+        (r = actor__capture_open(&fs->out[i], a, i + 1, &w[i], &what,
+                                 fs__out_closed, fs)) != 0) {
+      fs__fail(rt, r, what);
+      goto out;
+    }
   r = actor__rt_backend_state(rt, &actor__backend_forkserver.ops, (void **)&fr);
   if (r) {
     actor__seterr(rt, "forkserver: %s", actor_strerror(r));
-    return r;
+    goto out;
   }
 retry:
   if (fr->cur == NULL)
     fresh = 1; /* started by this spawn */
   r = fs__server(fr, kind != ACTOR__FS_C, &s);
   if (r)
-    return r;
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
-    return fs__fail(rt, -errno, "cannot create the channel");
+    goto out;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+    r = fs__fail(rt, -errno, "cannot create the channel");
+    goto out;
+  }
+  /* The child's descriptors, sent with the request (and closed then): its
+   * end of the channel, then its capture pipes (copies: a retry sends
+   * them again). */
+  nfds = 0;
+  fds[nfds++] = sv[1];
+  for (i = 0; i < 2; i++)
+    if (w[i] >= 0 && (fds[nfds++] = fcntl(w[i], F_DUPFD_CLOEXEC, 0)) < 0) {
+      r = fs__fail(rt, -errno, "cannot pass a capture pipe");
+      actor__fs_close_fds(fds, nfds - 1);
+      close(sv[0]);
+      goto out;
+    }
   fs->id = fr->next_id++;
   if (fr->next_id == 0)
     fr->next_id = 1;
@@ -812,7 +856,7 @@ retry:
     snprintf(cwd + l, sizeof(cwd) - l, "/%s", o->cwd);
   }
   fs__pack_spawn(&sb, fs->id, kind, entry, cwd[0] ? cwd : NULL, a, o);
-  r = fs__queue(s, &sb, sv[1]); /* owns sv[1] now */
+  r = fs__queue(s, &sb, fds, nfds); /* owns fds now */
   if (r == 0 && (r = fs__flush(s)) != 0) {
     /* It died before we heard of it: what it said last is still in the
      * channel (a preload that failed, say). */
@@ -829,7 +873,8 @@ retry:
       fresh = 1;
       goto retry;
     }
-    return ACTOR_ECLOSED;
+    r = ACTOR_ECLOSED;
+    goto out;
   }
   if (r == 0)
     r = actor__idmap_put(&s->actors, fs->id, fs);
@@ -838,14 +883,22 @@ retry:
     if (r == ACTOR_E2BIG)
       actor__seterr(rt, "forkserver: the spawn request is too large (over "
                         "%d bytes: environment, paths)", ACTOR__FS_MAX_PACKET);
-    return r; /* a request already sent, whose channel is closed, starts a
+    goto out; /* a request already sent, whose channel is closed, starts a
                  child that sees EOF at once and ends */
   }
   fs->srv = s;
   r = actor__stream_open(&a->chan, rt->loop, sv[0], rt->max_frame,
                          &actor__parent_chan_cbs, a);
-  if (r)
+  if (r) {
     actor__seterr(rt, "forkserver: channel: %s", actor_strerror(r));
+    goto out;
+  }
+  for (i = 0; i < 2; i++)
+    actor__capture_start(&fs->out[i]);
+out:
+  for (i = 0; i < 2; i++)
+    if (w[i] >= 0)
+      close(w[i]);
   return r;
 }
 
@@ -859,7 +912,7 @@ static int fs__send_signal(struct forkserver *fs, int sig) {
   msgpack_pack_int(&pk, ACTOR__FS_SIGNAL);
   msgpack_pack_uint32(&pk, fs->id);
   msgpack_pack_int(&pk, sig);
-  r = fs__queue(fs->srv, &sb, -1);
+  r = fs__queue(fs->srv, &sb, NULL, 0);
   return r ? r : fs__flush(fs->srv);
 }
 
@@ -874,6 +927,9 @@ static void fs_close(void *st) {
   struct forkserver *fs = st;
   struct fs_server *s = fs->srv;
 
+  if (fs->closing)
+    return;
+  fs->closing = 1;
   if (s != NULL) {
     /* Abandoned, or a failed start: the server keeps the child until it
      * ends, and reaps it; we stop listening for it. */
@@ -883,7 +939,12 @@ static void fs_close(void *st) {
     fs->srv = NULL;
     fs__srv_maybe_free(s);
   }
-  actor__backend_closed(fs->a);
+  /* What the child wrote last comes before its end (bounded: a
+   * grandchild may hold the pipe). */
+  fs->pending += actor__capture_finish(&fs->out[0]);
+  fs->pending += actor__capture_finish(&fs->out[1]);
+  if (fs->pending == 0)
+    actor__backend_closed(fs->a);
 }
 
 const struct actor__backend_v2 actor__backend_forkserver = {

@@ -9,7 +9,9 @@
  *
  *   host -> server
  *     SPAWN   [1, id, kind, entry, name, max_frame, paths, cwd|nil, env,
- *              clear_env, stdout, stderr]   + 1 fd: the child's channel
+ *              clear_env, stdout, stderr]   + fds: the child's channel,
+ *              then the write end of the stdout pipe if stdout is
+ *              ACTOR_STDIO_CAPTURE, then stderr's likewise
  *     SIGNAL  [2, id, signo]       signal the child's process group
  *   server -> host
  *     SPAWNED [11, id, pid]
@@ -54,12 +56,20 @@ void actor__fs_pack_str(msgpack_packer *pk, const char *s); /* NULL: nil */
 /* Fill the length prefix.  0, or ACTOR_E2BIG past ACTOR__FS_MAX_PACKET. */
 int actor__fs_pack_end(msgpack_sbuffer *sb);
 
-/* One packet, with `fd` (or -1) attached; never blocks (MSG_DONTWAIT) and
- * never raises SIGPIPE.  0, or -errno (-EAGAIN: try again later). */
-int actor__fs_send(int sock, const char *p, size_t n, int fd);
-/* One packet into buf (cap bytes); a descriptor that came with it in *fd
- * (close-on-exec), else -1.  Bytes read, 0 at EOF, or -errno. */
-ssize_t actor__fs_recv(int sock, char *buf, size_t cap, int *fd, int block);
+/* Descriptors one packet carries at most: a SPAWN's channel, stdout and
+ * stderr capture pipes. */
+#define ACTOR__FS_MAX_FDS 3
+
+/* One packet, with nfds descriptors attached; never blocks (MSG_DONTWAIT)
+ * and never raises SIGPIPE.  0, or -errno (-EAGAIN: try again later). */
+int actor__fs_send(int sock, const char *p, size_t n, const int *fds,
+                   int nfds);
+/* One packet into buf (cap bytes); the descriptors that came with it in
+ * fds (close-on-exec; *nfds of them, the caller's from then on, also on
+ * error).  Bytes read, 0 at EOF, or -errno. */
+ssize_t actor__fs_recv(int sock, char *buf, size_t cap, int *fds, int *nfds,
+                       int block);
+void actor__fs_close_fds(int *fds, int n);
 
 /* Decode a packet: it must be one frame holding one well-formed array
  * (checked before msgpack-c sees it) whose first element is a kind.

@@ -179,6 +179,20 @@ static int fn_nap(actor_ctx *x, const char *args, size_t len, void *arg) {
   return 0;
 }
 
+/* [n]: n lines on stdout ("out I"), one on stderr, and one unterminated
+ * line on stdout; then answer n. */
+static int fn_say(actor_ctx *x, const char *args, size_t len, void *arg) {
+  int64_t n = 0, i;
+  (void)arg;
+  args_ints(args, len, &n, 1);
+  for (i = 0; i < n; i++)
+    printf("out %d\n", (int)i);
+  printf("tail");
+  fflush(stdout);
+  fprintf(stderr, "err line\n");
+  return ret_int(x, n);
+}
+
 /* Never answers (the call stays pending; the loop is free). */
 static int fn_hang(actor_ctx *x, const char *args, size_t len, void *arg) {
   (void)x, (void)args, (void)len, (void)arg;
@@ -191,6 +205,7 @@ int fs_entry(actor_child *c) {
   actor_child_register(c, "block", fn_block, NULL);
   actor_child_register(c, "count", fn_count, NULL);
   actor_child_register(c, "nap", fn_nap, NULL);
+  actor_child_register(c, "say", fn_say, NULL);
   actor_child_register(c, "add", fn_add, NULL);
   actor_child_register(c, "pid", fn_pid, NULL);
   actor_child_register(c, "exit", fn_exit, NULL);

@@ -31,6 +31,11 @@ def env(name):
     return os.environ.get(name, "")
 
 
+def say(text):
+    print(text, flush=True)
+    return len(text)
+
+
 def add(a, b):
     return a + b
 
@@ -63,7 +68,7 @@ def orphan_me(path):
 def main():
     try:
         actor.serve({"pid": pid, "is_main": is_main, "interp": interp,
-                     "preloaded": preloaded, "env": env, "add": add,
+                     "preloaded": preloaded, "env": env, "add": add, "say": say,
                      "exit_with": exit_with, "hang": hang,
                      "orphan_me": orphan_me})
     except KeyboardInterrupt:
