@@ -453,7 +453,8 @@ static int fs__queue(struct fs_server *s, msgpack_sbuffer *sb, int *fds,
   }
   memcpy(p->data, sb->data, sb->size);
   p->len = sb->size;
-  memcpy(p->fds, fds, (size_t)nfds * sizeof(int));
+  if (nfds > 0) /* fds may be NULL then */
+    memcpy(p->fds, fds, (size_t)nfds * sizeof(int));
   p->nfds = nfds;
   msgpack_sbuffer_destroy(sb);
   alist_insert_tail(&s->out, &p->node);
