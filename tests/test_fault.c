@@ -15,181 +15,33 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "proto/codec.h"
+#include "faults.h"
 #include "peer.h"
-#include "support.h"
-
-/* A call record that also counts DONEs and events after DONE. */
-struct fcall {
-  struct ts_call r;
-  int dones;
-  int after_done;
-};
-
-static void fcall_cb(actor_call *c, int ev, int status, const char *d,
-                     size_t n, void *arg) {
-  struct fcall *f = arg;
-  if (f->dones > 0)
-    f->after_done++;
-  if (ev == ACTOR_EV_DONE)
-    f->dones++;
-  ts_call_cb(c, ev, status, d, n, &f->r);
-}
-
-static void fcall_start(actor *a, const char *fn, int64_t v, struct fcall *f) {
-  char args[16];
-  size_t n;
-  memset(f, 0, sizeof(*f));
-  ts_call_init(&f->r);
-  args[0] = (char)0x91; /* [v] */
-  n = 1 + ts_pack_int(args + 1, sizeof(args) - 1, v);
-  TH_OK(actor_call_start(a, fn, args, n, fcall_cb, f, NULL));
-}
-
-/* Exactly one DONE, nothing after it, with this status. */
-static void fcall_check(struct fcall *f, int status) {
-  assert_int_equal(f->dones, 1);
-  assert_int_equal(f->after_done, 0);
-  TH_ERR(f->r.status, status);
-  if (status != 0)
-    assert_true(f->r.emsg[0] != '\0'); /* a sentence says what happened */
-  ts_call_fini(&f->r);
-}
-
-/* The bystander still answers. */
-static void bystander_ok(struct ts *t, actor *b) {
-  struct ts_call r;
-  int64_t v[2] = {2, 40};
-  TH_OK(ts_call_ints(b, "add", v, 2, &r, NULL));
-  ts_wait(t, &r.done, 5000);
-  TH_OK(r.status);
-  assert_int_equal(r.value, 42);
-  ts_call_fini(&r);
-  assert_int_equal(actor_state(b), ACTOR_STATE_RUNNING);
-}
+#include "proto/codec.h"
 
 /* ======================================================================== */
-/* A child SIGKILLed at the worst moments                                   */
+/* A child SIGKILLed at the worst moments (tests/faults.c, shared with the  */
+/* forkserver backend's tests)                                              */
 /* ======================================================================== */
 
 static void fault_subproc_sigkill_before_hello(void **state) {
-  struct ts t;
-  struct ts_exit ex = {0}, bx = {0};
-  struct fcall f;
-  actor *a, *b;
   (void)state;
-
-  ts_start(&t);
-  b = ts_spawn(&t, "actor", &bx);
-  a = ts_spawn(&t, "rogue_no_hello", &ex);
-  fcall_start(a, "add", 1, &f); /* queued until HELLO, which never comes */
-  ts_run_for(&t, 50);
-  assert_int_equal(kill(actor_pid(a), SIGKILL), 0);
-  ts_wait(&t, &ex.exited, 5000);
-  TH_ERR(ex.hello, ACTOR_ENOHELLO);
-  assert_int_equal(ex.signal, SIGKILL);
-  fcall_check(&f, ACTOR_ENOHELLO);
-  bystander_ok(&t, b);
-  ts_finish(&t);
+  fault_sigkill_before_hello(ts_spawn);
 }
 
 static void fault_subproc_sigkill_mid_call(void **state) {
-  struct ts t;
-  struct ts_exit ex = {0}, bx = {0};
-  struct fcall f, g;
-  actor *a, *b;
   (void)state;
-
-  ts_start(&t);
-  b = ts_spawn(&t, "actor", &bx);
-  a = ts_spawn(&t, "actor", &ex);
-  ts_wait(&t, &ex.hello, 5000);
-  fcall_start(a, "block", 5000, &f);
-  fcall_start(a, "add", 1, &g); /* behind it */
-  ts_run_for(&t, 100);
-  assert_int_equal(kill(actor_pid(a), SIGKILL), 0);
-  ts_wait(&t, &ex.exited, 5000);
-  assert_int_equal(ex.signal, SIGKILL);
-  fcall_check(&f, ACTOR_ECLOSED);
-  fcall_check(&g, ACTOR_ECLOSED);
-  bystander_ok(&t, b);
-  ts_finish(&t);
-}
-
-struct stream_kill {
-  struct fcall f;
-  actor *a;
-  int killed;
-};
-
-static void stream_kill_cb(actor_call *c, int ev, int status, const char *d,
-                           size_t n, void *arg) {
-  struct stream_kill *s = arg;
-  fcall_cb(c, ev, status, d, n, &s->f);
-  if (ev == ACTOR_EV_ITEM && s->f.r.nitems == 100 && !s->killed) {
-    s->killed = 1;
-    kill(actor_pid(s->a), SIGKILL);
-  }
+  fault_sigkill_mid_call(ts_spawn);
 }
 
 static void fault_subproc_sigkill_mid_stream(void **state) {
-  struct ts t;
-  struct ts_exit ex = {0}, bx = {0};
-  struct stream_kill s;
-  char args[16];
-  size_t n;
-  actor *b;
   (void)state;
-
-  memset(&s, 0, sizeof(s));
-  ts_start(&t);
-  b = ts_spawn(&t, "actor", &bx);
-  s.a = ts_spawn(&t, "actor", &ex);
-  ts_wait(&t, &ex.hello, 5000);
-  ts_call_init(&s.f.r);
-  args[0] = (char)0x91;
-  n = 1 + ts_pack_int(args + 1, sizeof(args) - 1, 1000000000);
-  TH_OK(actor_call_start(s.a, "count", args, n, stream_kill_cb, &s, NULL));
-  ts_wait(&t, &ex.exited, 10000);
-  assert_true(s.killed);
-  assert_int_equal(ex.signal, SIGKILL);
-  assert_true(s.f.r.order_ok);
-  fcall_check(&s.f, ACTOR_ECLOSED);
-  bystander_ok(&t, b);
-  ts_finish(&t);
+  fault_sigkill_mid_stream(ts_spawn);
 }
 
 static void fault_subproc_sigkill_while_handling_cancel(void **state) {
-  struct ts t;
-  struct ts_exit ex = {0}, bx = {0};
-  struct fcall f;
-  actor_call *c;
-  char args[16];
-  size_t n;
-  actor *a, *b;
   (void)state;
-
-  ts_start(&t);
-  b = ts_spawn(&t, "actor", &bx);
-  a = ts_spawn(&t, "actor", &ex);
-  ts_wait(&t, &ex.hello, 5000);
-  memset(&f, 0, sizeof(f));
-  ts_call_init(&f.r);
-  args[0] = (char)0x91;
-  n = 1 + ts_pack_int(args + 1, sizeof(args) - 1, 5000);
-  TH_OK(actor_call_start(a, "nap", args, n, fcall_cb, &f, &c));
-  ts_run_for(&t, 50);
-  TH_OK(actor_call_cancel(c));
-  uv_run(&t.loop, UV_RUN_NOWAIT); /* the CANCEL goes out */
-  assert_int_equal(kill(actor_pid(a), SIGKILL), 0);
-  ts_wait(&t, &ex.exited, 5000);
-  /* Whichever came first: the actor's answer to CANCEL, or its death. */
-  assert_int_equal(f.dones, 1);
-  if (f.r.status != ACTOR_ECANCELED)
-    TH_ERR(f.r.status, ACTOR_ECLOSED);
-  fcall_check(&f, f.r.status);
-  bystander_ok(&t, b);
-  ts_finish(&t);
+  fault_sigkill_while_handling_cancel(ts_spawn);
 }
 
 /* ======================================================================== */

@@ -219,7 +219,8 @@ ACTOR_EXTERN int actor_rt_close(actor_rt *rt, actor_rt_close_cb cb, void *arg);
 
 /* Free a runtime whose close has completed (or that never spawned).
  * Returns ACTOR_ESTATE, freeing nothing, if close has not completed — or
- * if a failed spawn is still releasing its handles (run the loop once).
+ * if a failed spawn is still releasing its handles (run the loop once), or
+ * if backend state of the runtime lives on (a fork server: close first).
  * Closes and frees an owned loop.  actor_rt_free(NULL) is a no-op. */
 ACTOR_EXTERN int actor_rt_free(actor_rt *rt);
 
@@ -339,6 +340,50 @@ ACTOR_EXTERN int actor_opts_add_path(actor_opts *o, const char *dir);
  * ACTOR_SUBINT_LEGACY (shares the main interpreter's GIL). */
 enum { ACTOR_SUBINT_ISOLATED = 0, ACTOR_SUBINT_LEGACY = 1 };
 ACTOR_EXTERN int actor_opts_set_subint_mode(actor_opts *o, int mode);
+
+/* forkserver: actors forked by a fork server, a clean helper process
+ * (actor-forkserver: $LIBACTOR_FORKSERVER if set, else the one installed
+ * with this library; docs/abi.md) that the runtime starts on first use and
+ * ends with actor_rt_close (bounded).  The server is not an actor: it is
+ * not counted by actor_rt_actor_count.  Each child is forked from a worker
+ * thread of the server attached to its main interpreter, leads its own
+ * process group, and has stdin (/dev/null), stdout, stderr and the channel
+ * open and nothing else; actor_pid() is its pid (known from HELLO on).
+ * What a child runs (docs/backends.md, "forkserver"):
+ *   - a C entry: actor_opts_set_c_entry(o, "libfoo.so:function"), a
+ *     function `int function(actor_child *c)` in a shared object that the
+ *     server loads (once: actor_rt_forkserver_load, or at its first use).
+ *     It registers its functions and returns actor_child_run(c) — its
+ *     value is the child's exit status.  Works without Python.
+ *   - a Python entry (actor_opts_set_entry) in the child's main
+ *     interpreter, the default; SIGINT raises KeyboardInterrupt there.
+ *   - a Python entry in a fresh sub-interpreter on a thread of the child:
+ *     actor_opts_set_fork_subint(o, 1), with actor_opts_set_subint_mode.
+ * The per-spawn options are flat fields of actor_opts, as subint_mode is:
+ * other backends ignore them.  stdout/stderr: inherited (the host's),
+ * discarded, or captured as for subproc (the pipes go to the child with
+ * its channel).
+ * Exit codes and signals are relayed by the server; stopping escalates
+ * with real signals to the child's process group, as subproc. */
+ACTOR_EXTERN int actor_opts_set_c_entry(actor_opts *o, const char *lib_entry);
+ACTOR_EXTERN int actor_opts_set_fork_subint(actor_opts *o, int on);
+
+/* The fork server of a runtime, configured before it starts (a setting
+ * made while it runs applies from its next start, after it died).
+ *   preload:  a Python module the server imports before it forks (the
+ *             server then runs CPython; children inherit the module);
+ *   add_path: a directory put in front of the server's sys.path;
+ *   load:     a shared object the server dlopens at start (RTLD_NOW |
+ *             RTLD_GLOBAL), for C entries; one not loaded is loaded on
+ *             first use.
+ * actor_rt_forkserver_start() starts it now (python: initialise CPython
+ * at once) instead of at the first spawn; 0 if it runs already.
+ * actor_rt_forkserver_pid() is its pid, 0 when none runs.  Loop thread. */
+ACTOR_EXTERN int actor_rt_forkserver_preload(actor_rt *rt, const char *module);
+ACTOR_EXTERN int actor_rt_forkserver_add_path(actor_rt *rt, const char *dir);
+ACTOR_EXTERN int actor_rt_forkserver_load(actor_rt *rt, const char *lib);
+ACTOR_EXTERN int actor_rt_forkserver_start(actor_rt *rt, int python);
+ACTOR_EXTERN int actor_rt_forkserver_pid(actor_rt *rt);
 
 /* ------------------------------------------------------------------------ */
 /* Actors (parent side)                                                     */

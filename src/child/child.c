@@ -176,16 +176,26 @@ static void child__idle_cb(uv_idle_t *h);
 
 int actor_child_new(actor_child **cp, uv_loop_t *loop) {
   struct actor__child_env env;
-  actor_child *c;
   int r;
 
   *cp = NULL;
   r = actor__child_env_take(&env);
   if (r)
     return r;
+  return actor__child_new_env(cp, loop, &env);
+}
+
+int actor__child_new_env(actor_child **cp, uv_loop_t *loop,
+                         struct actor__child_env *e) {
+  struct actor__child_env env = *e;
+  actor_child *c;
+  int r;
+
+  *cp = NULL;
+  memset(e, 0, sizeof(*e)); /* ours now, whatever happens */
   c = calloc(1, sizeof(*c));
   if (c == NULL) {
-    close(env.fd); /* ours now; the parent then sees EOF */
+    close(env.fd); /* the parent then sees EOF */
     actor__child_env_free(&env);
     return -ENOMEM;
   }

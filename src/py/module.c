@@ -466,6 +466,12 @@ static PyObject *mod_recv(PyObject *m, PyObject *const *args, Py_ssize_t n) {
     actor__py_inbox_inject(st->ib);
     Py_RETURN_NONE;
   case -ETIMEDOUT:
+    /* Woken without a message — a signal's wake-up among the reasons:
+     * run the handlers here, as a blocking call that a signal interrupts
+     * does (SIGINT -> KeyboardInterrupt in a forked actor, whose eval
+     * breaker CPython may not set: docs/backends.md, forkserver). */
+    if (PyErr_CheckSignals() < 0)
+      return NULL;
     Py_RETURN_NONE;
   case ACTOR_ECLOSED:
     PyErr_SetString(PyExc_EOFError, "the parent is gone");
@@ -631,17 +637,32 @@ static PyObject *make_raw_module(const char *name, const char *backend,
  * state outlives anything actor code does to sys.modules. */
 static PyObject *install_modules(const char *name, const char *backend,
                                  size_t max_frame, int guard_exits) {
-  PyObject *raw, *code, *mod;
+  PyObject *raw, *code = NULL, *mod, *prev = NULL;
 
   raw = make_raw_module(name, backend, max_frame, guard_exits);
   if (raw == NULL)
     return NULL;
-  code = Py_CompileString(actor__child_py, "<libactor_child>", Py_file_input);
+  /* libactor_child's code, compiled once per interpreter and kept on the
+   * module: a fork server installs it before it forks, and each forked
+   * child then runs it again without compiling (~3 ms of a forked actor's
+   * start).  Kept there, not in a static, it goes with the interpreter. */
+  if (PyDict_GetItemStringRef(PyImport_GetModuleDict(), "libactor_child",
+                              &prev) > 0)
+    code = PyObject_GetAttrString(prev, "__libactor_code__");
+  Py_XDECREF(prev);
+  if (code == NULL || !PyCode_Check(code)) {
+    PyErr_Clear();
+    Py_XDECREF(code);
+    code = Py_CompileString(actor__child_py, "<libactor_child>",
+                            Py_file_input);
+  }
   if (code == NULL) {
     Py_DECREF(raw);
     return NULL;
   }
   mod = PyImport_ExecCodeModule("libactor_child", code);
+  if (mod != NULL && PyObject_SetAttrString(mod, "__libactor_code__", code))
+    PyErr_Clear(); /* only the cache is lost */
   Py_DECREF(code);
   if (mod == NULL) {
     Py_DECREF(raw);
@@ -677,6 +698,14 @@ static int rebind_modules(PyObject *raw, struct actor__py_run *run) {
   Py_XDECREF(name);
   Py_XDECREF(mf);
   return r;
+}
+
+int actor__py_preinstall(void) {
+  PyObject *raw = actor__py_prepare("forkserver", 0); /* unbound */
+  if (raw == NULL)
+    return -1;
+  Py_DECREF(raw); /* sys.modules keeps it */
+  return 0;
 }
 
 static int prepend_paths(char *const *paths) {

@@ -223,6 +223,15 @@ int actor__py_run_actor(struct actor__py_run *run);
  * frame limit are the actor's, set when it runs; guard_exits is fixed
  * here. */
 PyObject *actor__py_prepare(const char *backend, int guard_exits);
+/* For a fork server, before it imports its preloads: install _libactor
+ * and libactor_child unbound (their calls raise RuntimeError), so that a
+ * preloaded module can `import libactor_child`.  In each forked child,
+ * actor__py_run_actor executes libactor_child again into the same module
+ * object, bound to that child's channel: `libactor_child.serve` then works
+ * through the preloaded module's reference (names taken with
+ * `from libactor_child import ...` at preload time stay the server's).
+ * Main interpreter, GIL held; 0 or -1 with an exception set. */
+int actor__py_preinstall(void);
 
 /* ---- CPython in this process (runtime.c) ------------------------------------ */
 

@@ -332,6 +332,10 @@ static void actor__on_hello(actor *a, const struct actor__msg *m) {
     return;
   }
   a->got_hello = 1;
+  /* A backend whose child is started by someone else (forkserver) may
+   * learn the pid later than HELLO; it is for display, never signalled. */
+  if (a->pid == 0 && m->pid > 0 && m->pid <= INT32_MAX)
+    a->pid = (int)m->pid;
   if (a->state == ACTOR_STATE_STARTING) {
     a->state = ACTOR_STATE_RUNNING;
     uv_timer_stop(&a->timer);

@@ -43,6 +43,10 @@ struct actor_opts {
   char **paths; /* NULL-terminated, for sys.path */
   size_t npaths;
   int subint_mode;
+  /* forkserver (flat, like subint_mode: see actor.h; other backends
+   * ignore them) */
+  char *c_entry; /* "lib.so:function" */
+  int fork_subint;
   int stdio[3];
   uint64_t hello_ms, graceful_ms, term_ms, kill_ms;
   actor_exit_cb exit_cb;
@@ -53,7 +57,20 @@ struct actor_opts {
   void *output_arg;
 };
 
+/* A NULL-terminated vector of copies: append a copy of s (-EINVAL for
+ * NULL, -ENOMEM); free it all. */
+int actor__vec_push(char ***vec, size_t *n, const char *s);
+void actor__vec_free(char **v);
+
 /* ---- the runtime --------------------------------------------------------- */
+
+/* Runtime-scoped state of one backend (backend.h, version 2). */
+#define ACTOR__RT_BACKENDS 4
+struct actor__rt_bslot {
+  const struct actor__backend *b; /* NULL: a free slot */
+  void *state;
+  int closing, closed;
+};
 
 struct actor_rt {
   uv_loop_t *loop;
@@ -76,6 +93,8 @@ struct actor_rt {
   uv_idle_t close_idle; /* finishes the close outside the caller's stack */
   actor_rt_close_cb close_cb;
   void *close_arg;
+  struct actor__rt_bslot bslots[ACTOR__RT_BACKENDS];
+  int bclosing; /* the backends' rt_close hooks have been called */
 };
 
 void actor__seterr(actor_rt *rt, const char *fmt, ...)
@@ -158,6 +177,12 @@ struct actor__child_env {
   char *name;       /* owned */
   char *backend;    /* owned */
 };
+/* The child runtime on an explicit channel (a forked child has no
+ * environment to read it from): `e` is taken over (its fd and strings are
+ * the child's from now on, also on failure).  actor_child_new is this
+ * after actor__child_env_take. */
+int actor__child_new_env(actor_child **cp, uv_loop_t *loop,
+                         struct actor__child_env *e);
 /* Find the parent's channel, arm PR_SET_PDEATHSIG, check the parent is
  * still there, and remove the LIBACTOR_* variables from the environment.
  * ACTOR_ENOTCHILD when this process was not started as an actor. */

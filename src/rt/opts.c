@@ -28,7 +28,7 @@ int actor_opts_new(actor_opts **op) {
   return 0;
 }
 
-static void opts__free_vec(char **v) {
+void actor__vec_free(char **v) {
   size_t i;
   if (v == NULL)
     return;
@@ -45,9 +45,10 @@ void actor_opts_free(actor_opts *o) {
   free(o->cwd);
   free(o->name);
   free(o->entry);
-  opts__free_vec(o->paths);
-  opts__free_vec(o->args);
-  opts__free_vec(o->env);
+  free(o->c_entry);
+  actor__vec_free(o->paths);
+  actor__vec_free(o->args);
+  actor__vec_free(o->env);
   free(o);
 }
 
@@ -63,7 +64,7 @@ static int opts__set(char **dst, const char *s) {
   return 0;
 }
 
-static int opts__push(char ***vec, size_t *n, const char *s) {
+int actor__vec_push(char ***vec, size_t *n, const char *s) {
   char **v;
   char *c;
   if (s == NULL)
@@ -95,7 +96,7 @@ int actor_opts_set_program(actor_opts *o, const char *path) {
 }
 
 int actor_opts_add_arg(actor_opts *o, const char *arg) {
-  return opts__push(&o->args, &o->nargs, arg);
+  return actor__vec_push(&o->args, &o->nargs, arg);
 }
 
 int actor_opts_add_env(actor_opts *o, const char *name_value) {
@@ -105,7 +106,7 @@ int actor_opts_add_env(actor_opts *o, const char *name_value) {
   /* The channel's own variables are the runtime's to set. */
   if (actor__env_reserved(name_value))
     return -EINVAL;
-  return opts__push(&o->env, &o->nenv, name_value);
+  return actor__vec_push(&o->env, &o->nenv, name_value);
 }
 
 int actor_opts_set_entry(actor_opts *o, const char *entry) {
@@ -120,13 +121,27 @@ int actor_opts_set_entry(actor_opts *o, const char *entry) {
 int actor_opts_add_path(actor_opts *o, const char *dir) {
   if (dir == NULL || *dir == '\0')
     return -EINVAL;
-  return opts__push(&o->paths, &o->npaths, dir);
+  return actor__vec_push(&o->paths, &o->npaths, dir);
 }
 
 int actor_opts_set_subint_mode(actor_opts *o, int mode) {
   if (mode != ACTOR_SUBINT_ISOLATED && mode != ACTOR_SUBINT_LEGACY)
     return -EINVAL;
   o->subint_mode = mode;
+  return 0;
+}
+
+int actor_opts_set_c_entry(actor_opts *o, const char *lib_entry) {
+  const char *colon;
+  /* "lib.so:function": a library, one colon, a symbol. */
+  if (lib_entry == NULL || (colon = strrchr(lib_entry, ':')) == NULL ||
+      colon == lib_entry || colon[1] == '\0')
+    return -EINVAL;
+  return opts__set(&o->c_entry, lib_entry);
+}
+
+int actor_opts_set_fork_subint(actor_opts *o, int on) {
+  o->fork_subint = on != 0;
   return 0;
 }
 

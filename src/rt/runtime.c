@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "rt/internal.h"
+#include "spawn/backend.h"
 
 int actor_rt_new(actor_rt **rtp, uv_loop_t *loop) {
   actor_rt *rt;
@@ -116,11 +117,95 @@ static void rt__idle_cb(uv_idle_t *h) {
   uv_close((uv_handle_t *)h, rt__idle_closed);
 }
 
-void actor__rt_actor_gone(actor_rt *rt) {
-  if (rt->closing && !rt->close_pending && alist_empty(&rt->actors)) {
+/* ---- runtime-scoped backend state (backend.h, version 2) ----------------- */
+
+static struct actor__rt_bslot *rt__bslot(actor_rt *rt,
+                                         const struct actor__backend *b) {
+  size_t i;
+  for (i = 0; i < ACTOR__RT_BACKENDS; i++)
+    if (rt->bslots[i].b == b)
+      return &rt->bslots[i];
+  return NULL;
+}
+
+void *actor__rt_backend_peek(actor_rt *rt, const struct actor__backend *b) {
+  struct actor__rt_bslot *s = rt__bslot(rt, b);
+  return s != NULL ? s->state : NULL;
+}
+
+int actor__rt_backend_state(actor_rt *rt, const struct actor__backend *b,
+                            void **out) {
+  const struct actor__backend_v2 *b2 = actor__backend_v2(b);
+  struct actor__rt_bslot *s;
+  int r;
+
+  *out = NULL;
+  if (b2 == NULL || b2->rt_state_size == 0)
+    return -EINVAL;
+  s = rt__bslot(rt, b);
+  if (s != NULL) {
+    *out = s->state;
+    return 0;
+  }
+  if (rt->closing)
+    return ACTOR_ESTATE;
+  s = rt__bslot(rt, NULL);
+  if (s == NULL)
+    return -ENOMEM; /* more stateful backends than slots: a build error */
+  s->state = calloc(1, b2->rt_state_size);
+  if (s->state == NULL)
+    return -ENOMEM;
+  s->b = b;
+  r = b2->rt_init != NULL ? b2->rt_init(s->state, rt) : 0;
+  if (r) {
+    free(s->state);
+    memset(s, 0, sizeof(*s));
+    return r;
+  }
+  *out = s->state;
+  return 0;
+}
+
+static void rt__maybe_finish_close(actor_rt *rt) {
+  size_t i;
+  for (i = 0; i < ACTOR__RT_BACKENDS; i++)
+    if (rt->bslots[i].b != NULL && !rt->bslots[i].closed)
+      return;
+  if (!rt->close_pending) {
     rt->close_pending = 1;
     uv_idle_start(&rt->close_idle, rt__idle_cb);
   }
+}
+
+void actor__rt_backend_closed(actor_rt *rt, const struct actor__backend *b) {
+  struct actor__rt_bslot *s = rt__bslot(rt, b);
+  if (s == NULL || s->closed)
+    return;
+  s->closed = 1;
+  free(s->state);
+  s->state = NULL;
+  if (rt->bclosing)
+    rt__maybe_finish_close(rt);
+}
+
+/* Every actor is gone: the backends close their runtime state (each
+ * bounded by its own deadline), then the close completes. */
+void actor__rt_actor_gone(actor_rt *rt) {
+  size_t i;
+  if (!rt->closing || rt->bclosing || !alist_empty(&rt->actors))
+    return;
+  rt->bclosing = 1;
+  for (i = 0; i < ACTOR__RT_BACKENDS; i++) {
+    struct actor__rt_bslot *s = &rt->bslots[i];
+    if (s->b == NULL || s->closing)
+      continue;
+    s->closing = 1;
+    if (actor__backend_v2(s->b)->rt_close != NULL)
+      actor__backend_v2(s->b)->rt_close(s->state, rt); /* may end at once */
+    else
+      actor__rt_backend_closed(rt, s->b);
+  }
+  rt__maybe_finish_close(rt);
 }
 
 int actor_rt_close(actor_rt *rt, actor_rt_close_cb cb, void *arg) {
@@ -152,11 +237,16 @@ static void rt__free_calls(actor_rt *rt) {
 }
 
 int actor_rt_free(actor_rt *rt) {
+  size_t i;
   int r;
   if (rt == NULL)
     return 0;
   if (!alist_empty(&rt->actors) || (rt->closing && !rt->closed))
     return ACTOR_ESTATE;
+  /* A backend's runtime state (a fork server) ends only through close. */
+  for (i = 0; i < ACTOR__RT_BACKENDS; i++)
+    if (rt->bslots[i].b != NULL && !rt->bslots[i].closed)
+      return ACTOR_ESTATE;
   rt__free_calls(rt);
   if (rt->owns_loop) {
     /* Handles of ours are all closed; run once more so libuv finishes its

@@ -7,13 +7,17 @@
  * or none.  The library's own file is the one thing that moves with the
  * install, so the helpers are looked up relative to it first. */
 #include <dlfcn.h>
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "rt/internal.h"
 #include "spawn/helper.h"
 
 #ifndef ACTOR_HELPER_DIR
@@ -68,4 +72,44 @@ const char *actor__helper_path(const char *name, const char *env, char *buf,
   if (n < 0 || (size_t)n >= len)
     return name;
   return buf;
+}
+
+int actor__spawn_fail(actor_rt *rt, const char *bname, int r,
+                      const char *what) {
+  if (r == -EMFILE || r == -ENFILE)
+    actor__seterr(rt, "%s: out of file descriptors: %s: %s (%s)", bname, what,
+                  uv_strerror(r), uv_err_name(r));
+  else
+    actor__seterr(rt, "%s: %s: %s", bname, what, uv_strerror(r));
+  return r;
+}
+
+int actor__spawn_check_cwd(actor_rt *rt, const char *bname, const char *cwd) {
+  char what[PATH_MAX + 64];
+  struct stat st;
+  int r;
+  if (cwd == NULL)
+    return 0;
+  r = stat(cwd, &st)          ? -errno
+      : !S_ISDIR(st.st_mode)  ? -ENOTDIR
+      : access(cwd, X_OK)     ? -errno
+                              : 0;
+  if (r == 0)
+    return 0;
+  snprintf(what, sizeof(what), "cannot use working directory '%s'", cwd);
+  return actor__spawn_fail(rt, bname, r, what);
+}
+
+int actor__spawnattr_clean(posix_spawnattr_t *at) {
+  sigset_t none, all;
+  int e;
+  sigemptyset(&none);
+  sigfillset(&all);
+  e = posix_spawnattr_setflags(at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+                                       POSIX_SPAWN_SETSIGDEF);
+  if (e == 0)
+    e = posix_spawnattr_setsigmask(at, &none);
+  if (e == 0)
+    e = posix_spawnattr_setsigdefault(at, &all);
+  return e;
 }

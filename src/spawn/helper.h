@@ -1,7 +1,7 @@
 /* Where libactor's helper programs are — private.
  *
- * The helpers (actor-pyhost, subint-fork-probe, and the fork server to
- * come) are installed in one directory of their own, ACTOR_HELPER_DIR
+ * The helpers (actor-pyhost, subint-fork-probe, actor-forkserver) are
+ * installed in one directory of their own, ACTOR_HELPER_DIR
  * (<libexecdir>/libactor/<SOVERSION>; Debian: /usr/lib/<triplet>/libactor/0).
  * A helper is found, first match wins:
  *
@@ -22,12 +22,32 @@
 #ifndef ACTOR_SPAWN_HELPER_H
 #define ACTOR_SPAWN_HELPER_H
 
+#include <spawn.h>
 #include <stddef.h>
+
+#include "libactor/actor.h"
 
 /* The path of helper `name`, per the rules above.  Returns the value of
  * $env, or `buf` (filled, NUL-terminated), or -- if buf is too small -- the
  * bare name, which the caller then looks up in PATH. */
 const char *actor__helper_path(const char *name, const char *env, char *buf,
                                size_t len);
+
+/* What the process-spawning backends share (subproc, forkserver). */
+
+/* Set rt's message for a failed step `what` of backend `bname` and return
+ * r.  Running out of descriptors is said as such: it is the host's state,
+ * not the program's fault. */
+int actor__spawn_fail(actor_rt *rt, const char *bname, int r,
+                      const char *what);
+/* The child's working directory, checked in the host so that a bad one
+ * is reported as such (the child's chdir fails with the codes of a
+ * program that cannot run).  0, or the error with rt's message set;
+ * NULL: 0. */
+int actor__spawn_check_cwd(actor_rt *rt, const char *bname, const char *cwd);
+/* A child that leads a session (hence a process group) of its own, with an
+ * empty signal mask and every disposition default: nothing the host
+ * blocked or ignored carries over.  0 or a positive errno. */
+int actor__spawnattr_clean(posix_spawnattr_t *at);
 
 #endif

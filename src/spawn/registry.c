@@ -3,8 +3,8 @@
 
 #include "spawn/backend.h"
 
-#define REF(n) &actor__backend_##n,
-#define NAME(n) #n,
+#define REF(n, ops) &ops,
+#define NAME(n, ops) #n,
 static const struct actor__backend *const backends[] = {ACTOR__BACKENDS(REF)};
 static const char *const backend_names[] = {ACTOR__BACKENDS(NAME) NULL};
 #undef REF

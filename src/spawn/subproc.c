@@ -58,26 +58,14 @@
 #include <unistd.h>
 
 #include "rt/internal.h"
-#include "spawn/helper.h"
 #include "spawn/backend.h"
+#include "spawn/capture.h"
+#include "spawn/helper.h"
 
 extern char **environ;
 
-#define LINE_MAX_BYTES (64 * 1024)
-/* What the exit-time drain takes from one capture pipe at most: more than
- * a pipe's buffer holds, so nothing the child itself wrote is lost, and a
- * bound for a grandchild that keeps writing. */
-#define DRAIN_MAX_BYTES (1024 * 1024)
 #define ENV_OWN 6   /* the channel's variables */
 #define CHILD_FDS 4 /* 0, 1, 2 and the channel */
-
-struct subproc_out {
-  uv_pipe_t pipe;
-  struct subproc *sp;
-  int fd; /* 1 or 2 */
-  int active;
-  struct abuf line;
-};
 
 struct subproc {
   actor *a;
@@ -90,7 +78,7 @@ struct subproc {
   int closing;
   int reap_wait; /* started but unusable: killed, close waits for reaping */
   int pending;   /* handles being closed */
-  struct subproc_out out[2];
+  struct actor__capture out[2];
 };
 
 /* What subproc_start builds for one spawn and frees before it returns. */
@@ -133,96 +121,6 @@ static int subproc_available(const char **why) {
   return 0;
 }
 
-/* ---- captured output --------------------------------------------------- */
-
-static void out__emit(struct subproc_out *o, int final) {
-  char *p, *nl;
-  size_t n;
-
-  /* An empty buffer may have no memory yet: memchr(NULL, ..., 0) is
-   * undefined. */
-  while (o->line.len > 0) {
-    p = actor__buf_data(&o->line);
-    nl = memchr(p, '\n', o->line.len);
-    if (nl != NULL) {
-      n = (size_t)(nl - p);
-      actor__output_line(o->sp->a, o->fd, p, n);
-      actor__buf_consume(&o->line, n + 1);
-      continue;
-    }
-    /* A line longer than the limit goes out in pieces rather than growing
-     * the buffer without bound. */
-    if (o->line.len >= LINE_MAX_BYTES || final) {
-      actor__output_line(o->sp->a, o->fd, p, o->line.len);
-      actor__buf_consume(&o->line, o->line.len);
-    }
-    return;
-  }
-}
-
-static void out__alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  struct subproc_out *o = h->data;
-  (void)hint;
-  if (actor__buf_reserve(&o->line, 4096)) {
-    buf->base = NULL;
-    buf->len = 0;
-    return;
-  }
-  buf->base = actor__buf_tail(&o->line);
-  buf->len = actor__buf_room(&o->line);
-}
-
-static void out__closed(uv_handle_t *h);
-
-static void out__close(struct subproc_out *o) {
-  if (!o->active)
-    return;
-  o->active = 0;
-  o->sp->pending++;
-  uv_close((uv_handle_t *)&o->pipe, out__closed);
-}
-
-static void out__read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
-  struct subproc_out *o = s->data;
-  (void)buf;
-  if (n > 0) {
-    o->line.len += (size_t)n;
-    out__emit(o, 0);
-    return;
-  }
-  if (n < 0) {
-    out__emit(o, 1);
-    uv_read_stop(s);
-    /* EOF before the child exited: nothing more will come; keep the handle
-     * until close so that the bookkeeping stays in one place. */
-  }
-}
-
-/* Read what is already in the pipe, without blocking and at most
- * DRAIN_MAX_BYTES: a grandchild that inherited the pipe may write as fast
- * as we read. */
-static void out__drain(struct subproc_out *o) {
-  uv_os_fd_t fd;
-  size_t total = 0;
-  ssize_t n;
-
-  if (!o->active || uv_fileno((uv_handle_t *)&o->pipe, &fd))
-    return;
-  while (total < DRAIN_MAX_BYTES) {
-    if (actor__buf_reserve(&o->line, 4096))
-      break;
-    n = read(fd, actor__buf_tail(&o->line), actor__buf_room(&o->line));
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      break;
-    o->line.len += (size_t)n;
-    total += (size_t)n;
-    out__emit(o, 0);
-  }
-  out__emit(o, 1);
-}
-
 /* ---- process ----------------------------------------------------------- */
 
 static void subproc__maybe_closed(struct subproc *sp) {
@@ -230,11 +128,10 @@ static void subproc__maybe_closed(struct subproc *sp) {
     actor__backend_closed(sp->a);
 }
 
-static void out__closed(uv_handle_t *h) {
-  struct subproc_out *o = h->data;
-  actor__buf_fini(&o->line);
-  o->sp->pending--;
-  subproc__maybe_closed(o->sp);
+static void out__closed(void *arg) {
+  struct subproc *sp = arg;
+  sp->pending--;
+  subproc__maybe_closed(sp);
 }
 
 static void poll__closed(uv_handle_t *h) {
@@ -247,10 +144,8 @@ static void poll__closed(uv_handle_t *h) {
 }
 
 static void subproc__close_all(struct subproc *sp) {
-  out__drain(&sp->out[0]);
-  out__drain(&sp->out[1]);
-  out__close(&sp->out[0]);
-  out__close(&sp->out[1]);
+  sp->pending += actor__capture_finish(&sp->out[0]);
+  sp->pending += actor__capture_finish(&sp->out[1]);
   if (sp->polling) {
     sp->polling = 0;
     sp->pending++;
@@ -475,16 +370,8 @@ static int subproc__find(struct subproc_spawn *s, const char *prog,
 
 /* ---- starting ----------------------------------------------------------- */
 
-/* Sets the message of a failed step and returns r.  Running out of
- * descriptors is said as such: it is the host's state, not the program's
- * fault. */
 static int subproc__fail(actor_rt *rt, int r, const char *what) {
-  if (r == -EMFILE || r == -ENFILE)
-    actor__seterr(rt, "subproc: out of file descriptors: %s: %s (%s)", what,
-                  uv_strerror(r), uv_err_name(r));
-  else
-    actor__seterr(rt, "subproc: %s: %s", what, uv_strerror(r));
-  return r;
+  return actor__spawn_fail(rt, "subproc", r, what);
 }
 
 /* Keep a descriptor meant for the child above 0..3, so that no dup2 onto
@@ -505,7 +392,8 @@ static int fd__high(int *fd) {
 static int subproc__stdio(struct subproc *sp, struct subproc_spawn *s,
                           const actor_opts *o) {
   actor_rt *rt = sp->a->rt;
-  int i, p[2], r;
+  const char *what;
+  int i, r;
 
   s->null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
   r = s->null_fd < 0 ? -errno : fd__high(&s->null_fd);
@@ -513,27 +401,16 @@ static int subproc__stdio(struct subproc *sp, struct subproc_spawn *s,
     return subproc__fail(rt, r, "cannot open /dev/null");
   s->child_fd[0] = s->null_fd;
   for (i = 1; i <= 2; i++) {
-    struct subproc_out *out = &sp->out[i - 1];
-    out->sp = sp;
-    out->fd = i;
     switch (o->stdio[i]) {
     case ACTOR_STDIO_DISCARD:
       s->child_fd[i] = s->null_fd;
       break;
     case ACTOR_STDIO_CAPTURE:
-      uv_pipe_init(rt->loop, &out->pipe, 0);
-      out->pipe.data = out;
-      out->active = 1; /* closed by close_all from now on */
-      actor__buf_init(&out->line);
-      if (pipe2(p, O_CLOEXEC))
-        return subproc__fail(rt, -errno,
-                             i == 1 ? "cannot create the stdout pipe"
-                                    : "cannot create the stderr pipe");
-      s->out_w[i - 1] = p[1];
-      if ((r = uv_pipe_open(&out->pipe, p[0])) != 0) {
-        close(p[0]);
-        return subproc__fail(rt, r, "cannot watch a capture pipe");
-      }
+      /* closed by close_all from now on, also on failure */
+      r = actor__capture_open(&sp->out[i - 1], sp->a, i, &s->out_w[i - 1],
+                              &what, out__closed, sp);
+      if (r)
+        return subproc__fail(rt, r, what);
       if ((r = fd__high(&s->out_w[i - 1])) != 0)
         return subproc__fail(rt, r, "cannot create a capture pipe");
       s->child_fd[i] = s->out_w[i - 1];
@@ -563,7 +440,6 @@ static int subproc__spawn(struct subproc *sp, struct subproc_spawn *s,
                           const actor_opts *o) {
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t at;
-  sigset_t none, all;
   pid_t pid = 0;
   int e, i, pidfd = -1;
 
@@ -584,16 +460,8 @@ static int subproc__spawn(struct subproc *sp, struct subproc_spawn *s,
     e = posix_spawn_file_actions_addchdir_np(&fa, o->cwd);
   /* Signals: the host's mask and ignored signals (SIGPIPE, often) are no
    * business of the child's, and exec keeps both. */
-  sigemptyset(&none);
-  sigfillset(&all);
   if (e == 0)
-    e = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID |
-                                          POSIX_SPAWN_SETSIGMASK |
-                                          POSIX_SPAWN_SETSIGDEF);
-  if (e == 0)
-    e = posix_spawnattr_setsigmask(&at, &none);
-  if (e == 0)
-    e = posix_spawnattr_setsigdefault(&at, &all);
+    e = actor__spawnattr_clean(&at);
   if (e != 0)
     goto out;
 
@@ -644,7 +512,6 @@ static int subproc_start(void *st, actor *a, const actor_opts *o) {
   struct subproc_spawn s;
   const char *program, *searched = NULL;
   char what[512], pyhost[PATH_MAX];
-  struct stat dst;
   size_t i, argc;
   int r;
 
@@ -666,16 +533,8 @@ static int subproc_start(void *st, actor *a, const actor_opts *o) {
   }
   /* Checked here so that a bad directory is not reported as a program that
    * cannot be executed (the child's chdir fails with the same codes). */
-  if (o->cwd != NULL) {
-    r = stat(o->cwd, &dst)      ? -errno
-        : !S_ISDIR(dst.st_mode) ? -ENOTDIR
-        : access(o->cwd, X_OK)  ? -errno
-                                : 0;
-    if (r) {
-      snprintf(what, sizeof(what), "cannot use working directory '%s'", o->cwd);
-      return subproc__fail(rt, r, what);
-    }
-  }
+  if ((r = actor__spawn_check_cwd(rt, "subproc", o->cwd)) != 0)
+    return r;
 
   s.argv = calloc(o->nargs + 2 * o->npaths + 3, sizeof(*s.argv));
   if (s.argv == NULL || (r = subproc__env(&s, o, rt, a->name)) != 0) {
@@ -737,8 +596,7 @@ static int subproc_start(void *st, actor *a, const actor_opts *o) {
   uv_poll_start(&sp->poll, UV_READABLE, proc__readable);
   a->pid = sp->pid;
   for (i = 0; i < 2; i++)
-    if (sp->out[i].active)
-      uv_read_start((uv_stream_t *)&sp->out[i].pipe, out__alloc, out__read);
+    actor__capture_start(&sp->out[i]);
 
   r = actor__stream_open(&a->chan, rt->loop, s.sv[0], rt->max_frame,
                          &actor__parent_chan_cbs, a);

@@ -8,10 +8,11 @@
  *   consumer [PYDIR]
  *
  * Built with CONSUMER_PYTHON (linked against libactor-python), it also runs
- * the Python actor PYDIR/consumer_actor.py on subint and on subproc, and
- * the subint_fork probe: the helper programs (actor-pyhost,
- * subint-fork-probe) must be found where the library is installed, with no
- * environment variable pointing at them (run.sh unsets them).
+ * the Python actor PYDIR/consumer_actor.py on subint, subproc and
+ * forkserver, and the subint_fork probe: the helper programs (actor-pyhost,
+ * subint-fork-probe, actor-forkserver) must be found where the library is
+ * installed, with no environment variable pointing at them (run.sh unsets
+ * them).
  *
  * Exit status 0 only if every check holds.
  */
@@ -142,6 +143,7 @@ int main(int argc, char **argv) {
     if (rt != NULL) {
       python_actor(rt, "subint", dir);
       python_actor(rt, "subproc", dir); /* runs the actor-pyhost helper */
+      python_actor(rt, "forkserver", dir); /* the actor-forkserver helper */
     }
     /* Runs the subint-fork-probe helper. */
     rc = actor_subint_fork_probe(&blocked, evidence, sizeof(evidence));

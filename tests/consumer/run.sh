@@ -42,7 +42,7 @@ esac
 pkgconf=${PKG_CONFIG:-pkg-config}
 # The helpers must be found without these (the whole point of the Python
 # checks); a developer's environment must not make the test pass.
-unset LIBACTOR_PYHOST LIBACTOR_SUBINT_FORK_PROBE
+unset LIBACTOR_PYHOST LIBACTOR_SUBINT_FORK_PROBE LIBACTOR_FORKSERVER
 
 rm -rf "$scratch/prefix" "$scratch/cmake-build" "$scratch/pkg-config-build"
 san_flags=()
@@ -102,7 +102,7 @@ if [ -f "$pcdir/libactor-python.pc" ]; then
     done
     # The helpers: in their directory (<libexecdir>/libactor/<SONAME>), not
     # in bin.
-    for h in actor-pyhost subint-fork-probe; do
+    for h in actor-pyhost subint-fork-probe actor-forkserver; do
         mapfile -t hs < <(find "$prefix"/lib* "$prefix"/bin -maxdepth 0 -print0 2>/dev/null |
                               xargs -0 -I{} find {} -name "$h" 2>/dev/null | sort -u)
         [ ${#hs[@]} -eq 1 ] || die "expected one installed $h, found ${#hs[@]}: ${hs[*]:-}"

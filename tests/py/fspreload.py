@@ -1,0 +1,2 @@
+"""Imported by the fork server ahead of time (tests/test_forkserver.c)."""
+LOADED = True
