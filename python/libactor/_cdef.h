@@ -74,6 +74,13 @@ typedef void (*actor_output_cb)(actor *a, int fd, const char *line,
  int actor_opts_add_path(actor_opts *o, const char *dir);
 enum { ACTOR_SUBINT_ISOLATED = 0, ACTOR_SUBINT_LEGACY = 1 };
  int actor_opts_set_subint_mode(actor_opts *o, int mode);
+ int actor_opts_set_c_entry(actor_opts *o, const char *lib_entry);
+ int actor_opts_set_fork_subint(actor_opts *o, int on);
+ int actor_rt_forkserver_preload(actor_rt *rt, const char *module);
+ int actor_rt_forkserver_add_path(actor_rt *rt, const char *dir);
+ int actor_rt_forkserver_load(actor_rt *rt, const char *lib);
+ int actor_rt_forkserver_start(actor_rt *rt, int python);
+ int actor_rt_forkserver_pid(actor_rt *rt);
 enum {
   ACTOR_STATE_STARTING = 0,
   ACTOR_STATE_RUNNING = 1,

@@ -188,12 +188,51 @@ class Runtime:
         self._check()
         return lib.actor_rt_actor_count(self._rt)
 
+    # ---- the fork server ----------------------------------------------------------
+
+    def forkserver(self, *, preload=(), path=(), load=(), start=None):
+        """Configure this runtime's fork server (the forkserver backend)
+        before it starts: Python modules to import ahead of time (their
+        children inherit them copy-on-write), directories for its sys.path,
+        shared objects whose C entries children run.  start="python" or
+        "c" starts it now rather than at the first forkserver spawn.
+        Returns the server's pid (0 while none runs)."""
+        self._check()
+        enc = os.fsencode
+        if isinstance(preload, str):
+            preload = (preload,)
+        if isinstance(path, str):
+            path = (path,)
+        if isinstance(load, str):
+            load = (load,)
+        for m in preload:
+            check(lib.actor_rt_forkserver_preload(self._rt, m.encode()),
+                  self._rt)
+        for d in path:
+            check(lib.actor_rt_forkserver_add_path(self._rt, enc(d)),
+                  self._rt)
+        for so in load:
+            check(lib.actor_rt_forkserver_load(self._rt, enc(so)), self._rt)
+        if start is not None:
+            if start not in ("python", "c"):
+                raise ValueError('start must be "python" or "c"')
+            check(lib.actor_rt_forkserver_start(self._rt,
+                                                1 if start == "python" else 0),
+                  self._rt)
+        return lib.actor_rt_forkserver_pid(self._rt)
+
+    @property
+    def forkserver_pid(self):
+        """The fork server's pid, 0 while none runs."""
+        self._check()
+        return lib.actor_rt_forkserver_pid(self._rt)
+
     # ---- spawning ---------------------------------------------------------------
 
     def spawn(self, entry=None, *, backend=None, program=None, args=(),
               env=None, clear_env=False, cwd=None, name=None, path=(),
               subint_mode=None, deadlines=None, stdout=None, stderr=None,
-              on_output=None):
+              on_output=None, c_entry=None, fork_subint=False):
         """Start an actor and return its Actor at once (calls made now are
         delivered after it says hello).
 
@@ -207,7 +246,11 @@ class Runtime:
         ("isolated", "legacy"), deadlines (hello, graceful, term, kill) in
         seconds (None keeps a default), stdout/stderr ("inherit",
         "discard", "capture"; captured lines go to on_output(fd, line) or
-        Actor.output)."""
+        Actor.output).
+        forkserver: entry runs in the forked child's main interpreter, or
+          with fork_subint=True in a fresh sub-interpreter of subint_mode;
+          c_entry="libfoo.so:function" runs a C entry instead (see
+          Runtime.forkserver for what the server preloads)."""
         self._check()
         o = ffi.new("actor_opts **")
         check(lib.actor_opts_new(o))
@@ -242,6 +285,10 @@ class Runtime:
                 check(lib.actor_opts_add_path(o, s(d)))
             if subint_mode is not None:
                 check(lib.actor_opts_set_subint_mode(o, _MODES[subint_mode]))
+            if c_entry is not None:
+                check(lib.actor_opts_set_c_entry(o, s(c_entry)))
+            if fork_subint:
+                check(lib.actor_opts_set_fork_subint(o, 1))
             if deadlines is not None:
                 ms = [0 if d is None else max(1, int(d * 1000))
                       for d in deadlines]
@@ -267,10 +314,17 @@ class Runtime:
     # ---- the loop -------------------------------------------------------------
 
     def _drain(self):
-        """Take every queued event and hand it to its Python object."""
+        """Take every queued event and hand it to its Python object.
+
+        No user code runs and no C handle is touched until every event is
+        taken: an actor's handle is freed by the run that queued its EXIT,
+        which may sit behind its other events.  So output callbacks run,
+        and pids are read, once the queue is empty (exited actors have
+        dropped their handles by then)."""
         q = self._q
         ev = self._ev
         calls = self._calls
+        later = []
         while lib.actor_evq_next(q, ev):
             kind = ev.kind
             if kind == _EV_CALL:
@@ -307,8 +361,14 @@ class Runtime:
                         _string(ev.bytes).decode(errors="replace")))
                 elif kind == _EV_HELLO:
                     a._hello(ev.status)
+                    later.append((a, None, None))
                 elif kind == _EV_OUTPUT:
-                    a._output(ev.event, _buffer(ev.bytes, ev.len)[:])
+                    later.append((a, ev.event, _buffer(ev.bytes, ev.len)[:]))
+        for a, fd, line in later:
+            if fd is None:
+                a._refresh()
+            else:
+                a._output(fd, line)
 
     def _run_nowait(self):
         r = lib.actor_rt_run(self._rt, _NOWAIT)
@@ -500,7 +560,16 @@ class Actor(_Waitable):
 
     name = property(lambda self: self._name)
     backend = property(lambda self: self._backend)
-    pid = property(lambda self: self._pid)
+    @property
+    def pid(self):
+        """The child's pid (0 if none).  A forkserver actor's is known once
+        its fork server has answered (by its HELLO at the latest)."""
+        self._refresh()
+        return self._pid
+
+    def _refresh(self):
+        if self._pid == 0 and self._a is not None:
+            self._pid = lib.actor_pid(self._a)
     id = property(lambda self: self._id)
 
     def _handle(self):

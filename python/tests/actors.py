@@ -92,3 +92,8 @@ def big_int():
 
 def a_set():
     return {1, 2}
+
+
+def say_bye():
+    """An entry that prints a line and ends at once (no serve)."""
+    print("bye", flush=True)

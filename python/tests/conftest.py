@@ -5,6 +5,8 @@ or, by default, the build tree build/devroot of this checkout:
   LIBACTOR_LIBRARY   libactor-python.so.0 to load
   LIBACTOR_PYHOST    the actor-pyhost helper (subproc Python actors)
   LIBACTOR_TEST_WORKER  examples/worker, a C actor
+  LIBACTOR_FORKSERVER   the actor-forkserver helper
+  LIBACTOR_TEST_FSENTRY examples/libfsentry.so, a forkserver C entry
 
 Every test runs under a watchdog: faulthandler.dump_traceback_later fires
 from its own thread (so a main thread stuck in C, or starved of signals,
@@ -28,6 +30,10 @@ os.environ.setdefault("LIBACTOR_PYHOST",
                       os.path.join(BUILD, "tools", "actor-pyhost"))
 os.environ.setdefault("LIBACTOR_TEST_WORKER",
                       os.path.join(BUILD, "examples", "worker"))
+os.environ.setdefault("LIBACTOR_FORKSERVER",
+                      os.path.join(BUILD, "tools", "actor-forkserver"))
+os.environ.setdefault("LIBACTOR_TEST_FSENTRY",
+                      os.path.join(BUILD, "examples", "libfsentry.so"))
 # Children (actor-pyhost actors that use this package) find it too.
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [PKG] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)

@@ -87,3 +87,48 @@ def test_subint_warm_pool_from_python(rt, mode):
         while libactor.lib.actor_subint_pool_threads() > 0:
             assert time.monotonic() < deadline, "parked threads left"
             time.sleep(0.01)
+
+
+def _ppid(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.mark.parametrize("kind", ["main", "isolated", "legacy"])
+def test_forkserver_python_actor(rt, kind):
+    if kind == "main":
+        a = rt.spawn(ACTORS, backend="forkserver", path=PATH)
+    else:
+        a = rt.spawn(ACTORS, backend="forkserver", path=PATH,
+                     fork_subint=True, subint_mode=kind)
+    info = a.call("info")
+    assert info["backend"] == "forkserver"
+    assert info["pid"] == a.pid != os.getpid()
+    # the fork server is the child's parent, and is not an actor
+    assert rt.forkserver_pid > 0
+    assert _ppid(a.pid) == rt.forkserver_pid
+    assert rt.actor_count() == 1
+    assert a.call("add", 2, 3) == 5
+    a.stop()
+    assert a.wait().error == 0
+
+
+def test_forkserver_c_entry_and_preload(rt):
+    fsentry = os.environ["LIBACTOR_TEST_FSENTRY"]
+    pid = rt.forkserver(load=fsentry, preload="json", start="python")
+    assert pid == rt.forkserver_pid > 0
+    a = rt.spawn(backend="forkserver", c_entry=fsentry + ":fsentry_main")
+    assert a.call("add", 40, 2) == 42
+    assert _ppid(a.pid) == pid
+    with pytest.raises(ValueError):
+        rt.forkserver(start="perl")
+    a.stop()
+    assert a.wait().status == 0
+
+
+def test_forkserver_bad_c_entry_says_why(rt):
+    fsentry = os.environ["LIBACTOR_TEST_FSENTRY"]
+    a = rt.spawn(backend="forkserver", c_entry=fsentry + ":nope")
+    with pytest.raises(libactor.ActorGone):
+        a.call("add", 1, 2)
+    assert "nope" in a.wait().reason

@@ -92,3 +92,33 @@ def test_ctrl_c_with_busy_subint_actors():
           % (took * 1000))
     assert out == "interrupted 0"
     assert took < 10
+
+
+def test_output_callback_sees_an_actor_that_exited_in_the_same_run():
+    """An actor's handle is freed by the run that queues its EXIT, which may
+    sit behind its output in the event queue: an output callback that uses
+    the actor must get a clear exception, never the freed handle."""
+    seen = []
+
+    def on_output(fd, line):
+        try:
+            a.call("add", 1, 2)
+            seen.append("called")
+        except libactor.HandleGone:
+            seen.append("gone")
+        except libactor.Error as e:
+            seen.append(type(e).__name__)
+
+    with libactor.Runtime() as rt:
+        a = rt.spawn("actors:say_bye", backend="subproc", path=PATH,
+                     stdout="capture", on_output=on_output)
+        # Run the C loop until the actor is gone without taking the events,
+        # as one long run would: HELLO, the line and EXIT then wait in the
+        # queue together, and the actor's handle is already freed.
+        deadline = time.monotonic() + 20
+        while libactor.lib.actor_rt_actor_count(rt._rt) > 0:
+            assert time.monotonic() < deadline
+            libactor.lib.actor_rt_run(rt._rt, libactor.lib.ACTOR_RUN_ONCE)
+        info = a.wait()
+    assert info.status == 0
+    assert seen == ["gone"], seen
