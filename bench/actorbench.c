@@ -445,7 +445,7 @@ static actor *spawn_kind(struct st *s) {
     slash = strrchr(entry, '/');
     snprintf(slash ? slash + 1 : entry, 64, "libbenchentry.so:bench_entry");
     actor_opts_set_backend(o, "forkserver");
-    actor_opts_set_entry(o, entry);
+    actor_opts_set_c_entry(o, entry);
   } else {
     if (strncmp(kind, "subint", 6) == 0 || strcmp(kind, "pool") == 0)
       actor_opts_set_backend(o, "subint");
@@ -743,6 +743,11 @@ static int lib_measure(int (*fn)(void)) {
     return 0;
   if (actor_rt_new(&rt, NULL))
     return 1;
+  if (strcmp(kind, "fs-py") == 0) {
+    /* a warm server: the actor's module is imported before the forks */
+    actor_rt_forkserver_add_path(rt, benchdir);
+    actor_rt_forkserver_preload(rt, "benchworker");
+  }
   r = fn();
   fflush(stdout);
   actor_rt_shutdown(rt);

@@ -293,6 +293,8 @@ class Env:
         self.env = dict(os.environ)
         self.env["LIBACTOR_PYHOST"] = os.path.join(self.build, "tools",
                                                    "actor-pyhost")
+        self.env["LIBACTOR_FORKSERVER"] = os.path.join(self.build, "tools",
+                                                       "actor-forkserver")
         self.env["ACTORBENCH_DIR"] = HERE
         # the Python host package (python/), when it exists, and the library
         # it loads from this build

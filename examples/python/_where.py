@@ -14,3 +14,9 @@ WORKER = os.environ.get("LIBACTOR_EXAMPLE_WORKER",
 _tools = os.path.join(CHECKOUT, "build", "devroot", "tools", "actor-pyhost")
 if os.path.exists(_tools):  # a build tree's helper (installed: found by the
     os.environ.setdefault("LIBACTOR_PYHOST", _tools)  # library itself)
+_fs = os.path.join(CHECKOUT, "build", "devroot", "tools", "actor-forkserver")
+if os.path.exists(_fs):
+    os.environ.setdefault("LIBACTOR_FORKSERVER", _fs)
+FSENTRY = os.environ.get("LIBACTOR_EXAMPLE_FSENTRY",
+                         os.path.join(CHECKOUT, "build", "devroot",
+                                      "examples", "libfsentry.so"))
