@@ -449,8 +449,10 @@ static actor *spawn_kind(struct st *s) {
   } else {
     if (strncmp(kind, "subint", 6) == 0 || strcmp(kind, "pool") == 0)
       actor_opts_set_backend(o, "subint");
-    else if (strcmp(kind, "fs-py") == 0)
+    else if (strncmp(kind, "fs-", 3) == 0)
       actor_opts_set_backend(o, "forkserver");
+    if (strcmp(kind, "fs-subint") == 0)
+      actor_opts_set_fork_subint(o, 1); /* a fresh isolated interpreter */
     actor_opts_set_entry(o, "benchworker:main");
     actor_opts_add_path(o, benchdir);
     if (strcmp(kind, "subint-legacy") == 0)
@@ -743,7 +745,7 @@ static int lib_measure(int (*fn)(void)) {
     return 0;
   if (actor_rt_new(&rt, NULL))
     return 1;
-  if (strcmp(kind, "fs-py") == 0) {
+  if (strcmp(kind, "fs-py") == 0 || strcmp(kind, "fs-subint") == 0) {
     /* a warm server: the actor's module is imported before the forks */
     actor_rt_forkserver_add_path(rt, benchdir);
     actor_rt_forkserver_preload(rt, "benchworker");

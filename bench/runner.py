@@ -196,6 +196,13 @@ ROWS = [
         target="<= 1 ms, and >= 2.2x faster than multiprocessing's "
         "forkserver start+join", met=fs_py_met, group="spawn-py",
         kind="fs-py"),
+    Row("spawn -> first reply -> exit: forkserver, Python in a fresh "
+        "isolated sub-interpreter", "forkserver", "us",
+        C("lib.spawn", kind="fs-subint"), 10, 1,
+        ref="ref: create + end a sub-interpreter, isolated", group="spawn-py",
+        kind="fs-subint",
+        note="the child creates the interpreter: the server cannot hold one "
+        "ready (CPython gh-139759)"),
     Row("spawn -> first reply -> exit: Python host -> subint", "python-host",
         "us", PY("host.spawn", kind="subint"), 10, 1,
         ref="ref: concurrent.interpreters create+exec+close", group="spawn-py",
