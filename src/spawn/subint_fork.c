@@ -48,15 +48,15 @@
   "PyOS_AfterFork_Child -> _PyInterpreterState_DeleteExceptMain "              \
   "(Python/pystate.c) with \"Fatal Python error: "                             \
   "_PyInterpreterState_DeleteExceptMain: not main interpreter\". This "        \
-  "backend is a documented stub (docs/cpython-subint-fork.md). Use subproc "   \
-  "(one process per actor) until the planned forkserver backend (forks "      \
-  "from a main-interpreter worker thread) lands"
+  "backend is a documented stub (docs/cpython-subint-fork.md). Use the "      \
+  "forkserver backend (forks from a main-interpreter worker thread of a "     \
+  "clean fork server) or subproc"
 
 #define SF_NOT_BLOCKED_WHY                                                     \
   "the probe found fork() from a sub-interpreter works on this CPython "       \
   "(%s): the _PyInterpreterState_DeleteExceptMain \"not main interpreter\" "   \
-  "gate is gone. This backend is still a stub and cannot spawn; use subproc " \
-  "(or the planned forkserver), and see docs/cpython-subint-fork.md to "       \
+  "gate is gone. This backend is still a stub and cannot spawn; use "         \
+  "forkserver or subproc, and see docs/cpython-subint-fork.md to "            \
   "implement this one"
 
 struct subint_fork {
