@@ -74,6 +74,13 @@ void fault_sigkill_before_hello(fault_spawn_fn spawn) {
   a = spawn(&t, "rogue_no_hello", &ex);
   fcall_start(a, "add", 1, &f); /* queued until HELLO, which never comes */
   ts_run_for(&t, 50);
+  /* A forkserver child's pid is known once the server has answered the
+   * spawn, which a slow server (a sanitizer's) may not have done yet. */
+  {
+    uint64_t t0 = th_now_ms();
+    while (actor_pid(a) == 0 && th_now_ms() - t0 < 10000)
+      ts_run_for(&t, 5);
+  }
   fault_kill(a);
   ts_wait(&t, &ex.exited, 5000);
   TH_ERR(ex.hello, ACTOR_ENOHELLO);

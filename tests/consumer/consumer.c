@@ -41,7 +41,13 @@ struct py_call {
   int done, status;
   unsigned char value;
   char err[256];
+  int exited;
 };
+
+static void py_on_exit(actor *a, void *arg) {
+  (void)a;
+  ((struct py_call *)arg)->exited = 1;
+}
 
 static void py_on_call(actor_call *c, int ev, int status, const char *d,
                        size_t n, void *arg) {
@@ -60,7 +66,7 @@ static void py_on_call(actor_call *c, int ev, int status, const char *d,
 /* Spawn consumer_actor:main on `backend`, call add(2, 3), stop it. */
 static void python_actor(actor_rt *rt, const char *backend, const char *dir) {
   static const char args[] = {(char)0x92, 0x02, 0x03}; /* [2, 3] */
-  struct py_call pc = {0, 0, 0, ""};
+  struct py_call pc = {0, 0, 0, "", 0};
   char what[96];
   actor_opts *o = NULL;
   actor *a = NULL;
@@ -73,6 +79,8 @@ static void python_actor(actor_rt *rt, const char *backend, const char *dir) {
     rc = actor_opts_set_entry(o, "consumer_actor:main");
   if (rc == 0)
     rc = actor_opts_add_path(o, dir);
+  if (rc == 0)
+    rc = actor_opts_on_exit(o, py_on_exit, &pc);
   if (rc == 0)
     rc = actor_spawn(rt, o, &a);
   actor_opts_free(o);
@@ -89,7 +97,12 @@ static void python_actor(actor_rt *rt, const char *backend, const char *dir) {
   check(rc == 0 && pc.status == 0 && pc.value == 5, what);
   if (rc != 0 || pc.status != 0)
     printf("       %s %s\n", actor_err_name(rc ? rc : pc.status), pc.err);
-  actor_stop(a);
+  /* The handle is freed once the exit callback has run: an actor that
+   * died (the failure above) must not be stopped again. */
+  if (!pc.exited)
+    actor_stop(a);
+  while (!pc.exited)
+    actor_rt_run(rt, ACTOR_RUN_ONCE);
 }
 #endif
 
