@@ -405,8 +405,14 @@ static int helper_busy_host(int argc, char **argv) {
   } else if (waitpid(-1, NULL, WNOHANG) != -1 || errno != ECHILD) {
     return 16; /* a child left */
   }
+  /* A thread left (watchers, interrupters...)?  The interrupter threads
+   * are detached: one that has done its work may still be on its way out
+   * when the close completes, so give those a moment (a thread that stays
+   * is still caught). */
+  for (i = 0; i < 200 && task_count() != tasks0; i++)
+    usleep(10 * 1000);
   if (task_count() != tasks0)
-    return 17; /* a thread left (watchers, interrupters...) */
+    return 17;
   if (write(fd, "C", 1) != 1)
     return 6;
   return 0;
