@@ -28,7 +28,8 @@
  *                    call: seconds until all replied; "rss_kb" = host
  *                    RSS growth per live actor (kB)
  *
- * Kinds of actor: c (subproc, C program: this one with --actor), py
+ * Kinds of actor: c (subproc, C program: actorbench-c --actor, this
+ * source linked with the core library only, as a C actor is), py
  * (subproc, Python: actor-pyhost running benchworker:main), subint,
  * subint-legacy (Python in a sub-interpreter), pool (subint from the warm
  * pool), fs-c (forkserver, a C entry in libbenchentry.so), fs-py
@@ -435,7 +436,12 @@ static actor *spawn_kind(struct st *s) {
   actor *a;
   actor_opts_new(&o);
   if (strcmp(kind, "c") == 0) {
-    actor_opts_set_program(o, self);
+    /* actorbench-c, built next to this program */
+    char *slash;
+    snprintf(entry, sizeof(entry), "%s", self);
+    slash = strrchr(entry, '/');
+    snprintf(slash ? slash + 1 : entry, 64, "actorbench-c");
+    actor_opts_set_program(o, entry);
     actor_opts_add_arg(o, "--actor");
   } else if (strcmp(kind, "fs-c") == 0) {
     /* A C entry preloaded by the fork server (issue 9: "libfoo.so:entry"),
