@@ -523,7 +523,7 @@ static void py_child_exit(int status) {
   const char *names[] = {"stdout", "stderr"};
   size_t i;
 
-  r = PyObject_CallNoArgs(S.py_exitfuncs);
+  r = S.py_exitfuncs != NULL ? PyObject_CallNoArgs(S.py_exitfuncs) : NULL;
   Py_XDECREF(r);
   for (i = 0; i < 2; i++) {
     f = PySys_GetObject(names[i]); /* borrowed */
