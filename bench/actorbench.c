@@ -14,6 +14,9 @@
  *   ref.pp.thread    the same between two threads                     (us)
  *   ref.posix_spawn  posix_spawn + waitpid of /bin/true               (us)
  *   ref.fork         fork + _exit + waitpid                           (us)
+ *   ref.spawn_many   n copies of the C actor's program (actorbench-c
+ *                    --block: the same image, no runtime) started at
+ *                    once, each alive until all have started        (s)
  *   ref.py_init      Py_InitializeEx(0) in this (fresh) process       (us)
  *   ref.subint       create + end a sub-interpreter on a fresh thread,
  *                    mode=isolated|legacy                             (us)
@@ -28,7 +31,8 @@
  *                    call: seconds until all replied; "rss_kb" = host
  *                    RSS growth per live actor (kB)
  *
- * Kinds of actor: c (subproc, C program: this one with --actor), py
+ * Kinds of actor: c (subproc, C program: actorbench-c --actor, this
+ * source linked with the core library only, as a C actor is), py
  * (subproc, Python: actor-pyhost running benchworker:main), subint,
  * subint-legacy (Python in a sub-interpreter), pool (subint from the warm
  * pool), fs-c (forkserver, a C entry in libbenchentry.so), fs-py
@@ -303,6 +307,58 @@ static int start_wait(int use_fork, long n) {
 }
 
 static int ref_posix_spawn(void) { return start_wait(0, arg_long("n", 300)); }
+
+/* What lib.scale's n children cost without libactor: the same program
+ * started n times at once, each saying it runs (a byte on a pipe) and then
+ * staying alive, as an actor waiting for calls does, until all have said
+ * so: seconds until the n-th byte. */
+static int ref_spawn_many(void) {
+  long n = arg_long("n", 100), got = 0;
+  char prog[4200], *slash, *argv[] = {prog, "--block", NULL}, b[256];
+  posix_spawn_file_actions_t fa;
+  int in[2], out[2], r = 0;
+  struct rlimit rl;
+  double t0;
+  ssize_t k;
+  pid_t pid;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  snprintf(prog, sizeof(prog), "%s", self);
+  slash = strrchr(prog, '/');
+  snprintf(slash ? slash + 1 : prog, 64, "actorbench-c");
+  if (pipe(in) || pipe(out))
+    return 1;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+  t0 = now_us();
+  for (long i = 0; i < n && r == 0; i++)
+    r = posix_spawn(&pid, prog, &fa, NULL, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(out[1]);
+  while (r == 0 && got < n && (k = read(out[0], b, sizeof(b))) > 0)
+    got += k;
+  t0 = (now_us() - t0) / 1e6;
+  close(in[1]); /* EOF: they end */
+  while (wait(NULL) > 0)
+    ;
+  close(in[0]);
+  close(out[0]);
+  return r || got < n ? 1 : value(t0);
+}
+
+/* actorbench-c --block: ref.spawn_many's child. */
+static int run_block(void) {
+  char c;
+  if (write(1, "!", 1) != 1)
+    return 1;
+  while (read(0, &c, 1) > 0)
+    ;
+  return 0;
+}
 static int ref_fork(void) { return start_wait(1, arg_long("n", 1000)); }
 
 #ifdef ACTORBENCH_PYTHON
@@ -435,7 +491,12 @@ static actor *spawn_kind(struct st *s) {
   actor *a;
   actor_opts_new(&o);
   if (strcmp(kind, "c") == 0) {
-    actor_opts_set_program(o, self);
+    /* actorbench-c, built next to this program */
+    char *slash;
+    snprintf(entry, sizeof(entry), "%s", self);
+    slash = strrchr(entry, '/');
+    snprintf(slash ? slash + 1 : entry, 64, "actorbench-c");
+    actor_opts_set_program(o, entry);
     actor_opts_add_arg(o, "--actor");
   } else if (strcmp(kind, "fs-c") == 0) {
     /* A C entry preloaded by the fork server (issue 9: "libfoo.so:entry"),
@@ -764,6 +825,7 @@ int main(int argc, char **argv) {
   } measures[] = {
       {"ref.pp.proc", ref_pp_proc, 0},    {"ref.pp.thread", ref_pp_thread, 0},
       {"ref.posix_spawn", ref_posix_spawn, 0}, {"ref.fork", ref_fork, 0},
+      {"ref.spawn_many", ref_spawn_many, 0},
       {"ref.py_init", ref_py_init, 0},    {"ref.subint", ref_subint, 0},
       {"lib.spawn", lib_spawn, 1},        {"lib.rtt", lib_rtt, 1},
       {"lib.inflight", lib_inflight, 1},  {"lib.stream", lib_stream, 1},
@@ -775,6 +837,8 @@ int main(int argc, char **argv) {
   self[len] = '\0';
   if (argc > 1 && strcmp(argv[1], "--actor") == 0)
     return run_actor();
+  if (argc > 1 && strcmp(argv[1], "--block") == 0)
+    return run_block();
   g_argc = argc;
   g_argv = argv;
   benchdir = arg_str("dir", getenv("ACTORBENCH_DIR") ? getenv("ACTORBENCH_DIR")

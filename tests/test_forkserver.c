@@ -754,21 +754,28 @@ static void forkserver_python_fresh_subint_legacy(void **state) {
 }
 
 /* A Python child's print() reaches the host's output callback. */
+/* A Python actor of the main interpreter whose stdout is captured into
+ * `out` (on a runtime just started, its server preloaded). */
+static actor *fs_spawn_py_captured(struct ts *t, struct fs_out *out,
+                                   struct ts_exit *ex) {
+  actor_opts *o;
+  ts_start(t);
+  fs_py_server(t);
+  o = fs_opts_py(0, 0);
+  TH_OK(actor_opts_set_stdio(o, 1, ACTOR_STDIO_CAPTURE));
+  TH_OK(actor_opts_on_output(o, fs_on_output, out));
+  return fs_spawn_o(t, o, ex);
+}
+
 static void forkserver_python_stdout_captured(void **state) {
   struct ts t;
   struct ts_exit ex;
   struct fs_out out = {0, 0, 0, 0, &ex};
   struct ts_call r;
-  actor_opts *o;
   actor *a;
   (void)state;
 
-  ts_start(&t);
-  fs_py_server(&t);
-  o = fs_opts_py(0, 0);
-  TH_OK(actor_opts_set_stdio(o, 1, ACTOR_STDIO_CAPTURE));
-  TH_OK(actor_opts_on_output(o, fs_on_output, &out));
-  a = fs_spawn_o(&t, o, &ex);
+  a = fs_spawn_py_captured(&t, &out, &ex);
   TH_OK(ts_call_str(a, "say", "out from python", &r));
   ts_wait(&t, &r.done, 5000);
   TH_OK(r.status);
@@ -776,6 +783,27 @@ static void forkserver_python_stdout_captured(void **state) {
   actor_stop(a);
   ts_wait(&t, &ex.exited, 5000);
   assert_int_equal(out.out_lines, 1);
+  ts_finish(&t);
+}
+
+/* A Python child ends as multiprocessing's do — atexit functions, then
+ * the streams flushed, then _exit: an atexit function's unflushed print
+ * reaches the captured stdout before the exit callback. */
+static void forkserver_python_child_runs_atexit_and_flushes_at_exit(
+    void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  struct fs_out out = {0, 0, 0, 0, &ex};
+  actor *a;
+  (void)state;
+
+  a = fs_spawn_py_captured(&t, &out, &ex);
+  assert_int_equal(fs_call(&t, a, "tail_at_exit", NULL, 0, 0), 1);
+  actor_stop(a);
+  ts_wait(&t, &ex.exited, 5000);
+  assert_int_equal(ex.status, 0);
+  assert_int_equal(out.tail, 1);
+  assert_int_equal(out.after_exit, 0);
   ts_finish(&t);
 }
 
@@ -956,6 +984,7 @@ static int run_all(void) {
       TH_TEST(forkserver_python_fresh_subint_legacy),
       TH_TEST(forkserver_python_after_c_starts_cpython_in_the_server),
       TH_TEST(forkserver_python_stdout_captured),
+      TH_TEST(forkserver_python_child_runs_atexit_and_flushes_at_exit),
       TH_TEST_T(forkserver_python_200_cycles_leak_nothing, 120),
       TH_TEST(forkserver_python_sigint_idle_is_keyboard_interrupt),
       TH_TEST(forkserver_python_subint_sigint_is_keyboard_interrupt),

@@ -80,6 +80,15 @@ static struct {
   size_t nlibs;
   char *buf; /* one control packet */
   sigset_t changed; /* signals whose disposition is not the default */
+#ifdef ACTOR_FS_PYTHON
+  /* Looked up once at CPython's start, used by every Python child: a
+   * child's import of a cached module and a call through signal.py's enum
+   * wrapper touch enough objects (refcounts: copy-on-write faults) to cost
+   * ~0.2 ms each here (docs/performance.md §4). */
+  PyObject *py_signal;       /* _signal.signal */
+  PyObject *py_int_handler;  /* _signal.default_int_handler */
+  PyObject *py_exitfuncs;    /* atexit._run_exitfuncs */
+#endif
 } S = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 /* ---- replies --------------------------------------------------------------- */
@@ -162,7 +171,20 @@ static int py_start(void) {
       py_exc_text(S.py_why, sizeof(S.py_why));
       goto fail;
     }
+    if (i == 1)
+      S.py_exitfuncs = PyObject_GetAttrString(m, "_run_exitfuncs");
     Py_DECREF(m);
+  }
+  m = PyImport_ImportModule("_signal");
+  if (m != NULL) {
+    S.py_signal = PyObject_GetAttrString(m, "signal");
+    S.py_int_handler = PyObject_GetAttrString(m, "default_int_handler");
+    Py_DECREF(m);
+  }
+  if (S.py_exitfuncs == NULL || S.py_signal == NULL ||
+      S.py_int_handler == NULL) {
+    py_exc_text(S.py_why, sizeof(S.py_why));
+    goto fail;
   }
   sys_path = PySys_GetObject("path"); /* borrowed */
   for (i = S.npaths; sys_path != NULL && i > 0; i--) {
@@ -441,21 +463,17 @@ static void *relay_thread(void *arg) {
   }
 }
 
+/* signal.signal(SIGINT, signal.default_int_handler), through _signal's
+ * own function (what signal.signal calls after its enum conversions). */
 static int py_child_signals(int *rfd) {
-  PyObject *sig = NULL, *h = NULL, *res = NULL;
+  PyObject *res = NULL;
   int p[2];
 
   *rfd = -1;
   if (pipe2(p, O_CLOEXEC | O_NONBLOCK))
     return -1;
-  sig = PyImport_ImportModule("signal");
-  if (sig != NULL)
-    h = PyObject_GetAttrString(sig, "default_int_handler");
-  if (h != NULL)
-    res = PyObject_CallMethod(sig, "signal", "iO", SIGINT, h);
+  res = PyObject_CallFunction(S.py_signal, "iO", SIGINT, S.py_int_handler);
   Py_XDECREF(res);
-  Py_XDECREF(h);
-  Py_XDECREF(sig);
   if (res == NULL) {
     PyErr_Print();
     return -1;
@@ -501,14 +519,12 @@ static void py_child_env(struct req *q) {
  * atexit functions, the streams flushed, then _exit — not Py_Finalize,
  * whose teardown of a server's worth of modules is the slow part. */
 static void py_child_exit(int status) {
-  PyObject *m = PyImport_ImportModule("atexit"), *r = NULL, *f;
+  PyObject *r, *f;
   const char *names[] = {"stdout", "stderr"};
   size_t i;
 
-  if (m != NULL)
-    r = PyObject_CallMethod(m, "_run_exitfuncs", NULL);
+  r = S.py_exitfuncs != NULL ? PyObject_CallNoArgs(S.py_exitfuncs) : NULL;
   Py_XDECREF(r);
-  Py_XDECREF(m);
   for (i = 0; i < 2; i++) {
     f = PySys_GetObject(names[i]); /* borrowed */
     r = f != NULL && f != Py_None ? PyObject_CallMethod(f, "flush", NULL)

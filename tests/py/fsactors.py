@@ -40,6 +40,14 @@ def add(a, b):
     return a + b
 
 
+def tail_at_exit():
+    """An atexit function printing "tail" without a flush: it reaches a
+    captured stdout only if the child runs atexit and flushes at its end."""
+    import atexit
+    atexit.register(print, "tail")
+    return 1
+
+
 def exit_with(code):
     os._exit(code)
 
@@ -70,6 +78,7 @@ def main():
         actor.serve({"pid": pid, "is_main": is_main, "interp": interp,
                      "preloaded": preloaded, "env": env, "add": add, "say": say,
                      "exit_with": exit_with, "hang": hang,
+                     "tail_at_exit": tail_at_exit,
                      "orphan_me": orphan_me})
     except KeyboardInterrupt:
         if _marker is not None:
