@@ -834,6 +834,46 @@ static void forkserver_python_after_c_starts_cpython_in_the_server(
   ts_finish(&t);
 }
 
+/* When CPython's lazy start in the server fails (here: PYTHONHOME names
+ * no directory, in the environment the server inherited), that spawn and
+ * every Python spawn after it fail with that start's reason — CPython is
+ * not started a second time over the remains of the first — and C entries
+ * go on working. */
+static void fs_expect_py_start_failure(struct ts *t, char *reason,
+                                       size_t len) {
+  struct ts_exit px;
+  fs_spawn_o(t, fs_opts_py(0, 0), &px);
+  ts_wait(t, &px.exited, 10000);
+  assert_true(px.exited);
+  assert_true(px.hello < 0);
+  assert_non_null(strstr(px.reason, "CPython failed to start"));
+  print_message("  %s\n", px.reason);
+  snprintf(reason, len, "%s", px.reason);
+}
+
+static void forkserver_failed_python_start_fails_every_later_python_spawn(
+    void **state) {
+  struct ts t;
+  struct ts_exit cx;
+  int64_t v[2] = {40, 2};
+  char first[512], again[512];
+  actor *c;
+  (void)state;
+
+  setenv("PYTHONHOME", "/nonexistent/libactor-test", 1);
+  ts_start(&t);
+  c = fs_spawn_c(&t, &cx); /* the server starts now, with that environment */
+  assert_int_equal(fs_call(&t, c, "add", v, 2, 0), 42);
+  unsetenv("PYTHONHOME");
+  fs_expect_py_start_failure(&t, first, sizeof(first));
+  fs_expect_py_start_failure(&t, again, sizeof(again));
+  assert_string_equal(again, first);
+  assert_int_equal(fs_call(&t, c, "add", v, 2, 0), 42);
+  actor_stop(c);
+  ts_wait(&t, &cx.exited, 5000);
+  ts_finish(&t);
+}
+
 /* SIGINT to an idle Python actor (waiting in serve() for the next call):
  * KeyboardInterrupt, and the actor ends through its normal path. */
 static void fs_py_sigint_idle(int subint, int mode) {
@@ -983,6 +1023,7 @@ static int run_all(void) {
       TH_TEST(forkserver_python_fresh_subint_isolated),
       TH_TEST(forkserver_python_fresh_subint_legacy),
       TH_TEST(forkserver_python_after_c_starts_cpython_in_the_server),
+      TH_TEST(forkserver_failed_python_start_fails_every_later_python_spawn),
       TH_TEST(forkserver_python_stdout_captured),
       TH_TEST(forkserver_python_child_runs_atexit_and_flushes_at_exit),
       TH_TEST_T(forkserver_python_200_cycles_leak_nothing, 120),

@@ -221,17 +221,21 @@ fail:
  * and this thread holds a main-interpreter thread state (*ts).  0 or -1. */
 static int worker_python(void **ts, char *why, size_t len) {
 #ifdef ACTOR_FS_PYTHON
-  if (!S.python) {
+  if (!S.python && !S.py_err) {
     pthread_mutex_lock(&S.mu);
     S.py_start = 1;
     pthread_cond_broadcast(&S.cv);
     while (S.py_start != 2)
       pthread_cond_wait(&S.cv, &S.mu);
     pthread_mutex_unlock(&S.mu);
-    if (S.py_err) {
-      snprintf(why, len, "%s", S.py_why);
-      return -1;
-    }
+  }
+  /* A start that failed fails every Python spawn after it too, with its
+   * reason: CPython is not started again over what the failure left, nor
+   * used half set up (S.python is set when a step after the start
+   * failed). */
+  if (S.py_err) {
+    snprintf(why, len, "%s", S.py_why);
+    return -1;
   }
   if (*ts == NULL) {
     /* PyThreadState_New binds it to this thread, which keeps it for good:
