@@ -75,6 +75,21 @@
 #define CHILD_BATCH_NS (1000 * 1000)
 /* After a burst, record buffers give back memory above this. */
 #define CHILD_KEEP (256 * 1024)
+/* Contexts of finished calls kept for the next ones, at most: a call's
+ * calloc and free were ~4% of a no-op round trip.  Beyond it they are
+ * freed.  Builds with AddressSanitizer keep none, so that a context used
+ * after its call ended is still reported (child__ctx_release). */
+#define CHILD_CTX_CACHE ACTOR__CHILD_CTX_CACHE
+#if defined(__SANITIZE_ADDRESS__)
+#define CHILD_CTX_CACHE_ON 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CHILD_CTX_CACHE_ON 0
+#endif
+#endif
+#ifndef CHILD_CTX_CACHE_ON
+#define CHILD_CTX_CACHE_ON 1
+#endif
 
 struct child_fn {
   char *name;
@@ -85,7 +100,7 @@ struct child_fn {
 };
 
 struct actor_ctx {
-  struct alist node; /* on c->ctxs */
+  struct alist node; /* on c->ctxs, or on c->ctx_free once finished */
   actor_child *c;
   uint32_t id;
   size_t fidx; /* into c->fns (stable: entries are never removed) */
@@ -136,8 +151,11 @@ struct actor_child {
   struct idmap ctxmap; /* id -> unanswered actor_ctx */
   struct idmap early;  /* ids whose CANCEL is queued, not yet dispatched */
   struct alist ctxs;
+  struct alist ctx_free; /* finished contexts for reuse (CHILD_CTX_CACHE) */
+  size_t nctx_free;
   struct abuf rin, rq; /* input records: read / being dispatched */
-  uv_check_t disp_check; /* dispatch after the loop's reads */
+  uv_check_t disp_check; /* dispatch after the loop's reads: always
+                            active, unreferenced (child__check_cb) */
   uv_idle_t disp_idle;   /* ... and soon, for records a yield read */
   uv_idle_t stop_idle;
   int dispatching;
@@ -146,7 +164,8 @@ struct actor_child {
                     user code from there): never pump */
   int broken;    /* a bad frame was read: read no further */
   int stop_seen; /* a STOP was read (perhaps not dispatched yet) */
-  uint64_t last_check; /* child__coarse_ns() of the last input check */
+  uint64_t last_check; /* when input was last looked at (coarse clock, or
+                          the dispatcher's precise one: compare signed) */
   uint64_t out_since;  /* when queued output was first seen unsent */
   int started;
   int stopping;  /* stop processing scheduled or done */
@@ -201,6 +220,7 @@ int actor__child_new_env(actor_child **cp, uv_loop_t *loop,
   }
   actor__log_init(&c->log);
   alist_init(&c->ctxs);
+  alist_init(&c->ctx_free);
   actor__idmap_init(&c->ctxmap);
   actor__idmap_init(&c->early);
   actor__buf_init(&c->rin);
@@ -233,6 +253,11 @@ int actor__child_new_env(actor_child **cp, uv_loop_t *loop,
   c->stop_idle.data = c;
   uv_check_init(loop, &c->disp_check);
   c->disp_check.data = c;
+  /* Started once: starting and stopping it per frame cost more than its
+   * callback finding nothing to do in an iteration without input.  It
+   * does not keep the loop alive, nor make a poll non-blocking. */
+  uv_check_start(&c->disp_check, child__check_cb);
+  uv_unref((uv_handle_t *)&c->disp_check);
   uv_idle_init(loop, &c->disp_idle);
   c->disp_idle.data = c;
   *cp = c;
@@ -364,11 +389,39 @@ static int child__send_error(actor_child *c, uint32_t id, const char *type,
 
 /* ---- contexts ------------------------------------------------------------ */
 
+/* A zeroed context, the cache's or a new one. */
+static actor_ctx *child__ctx_new(actor_child *c) {
+  actor_ctx *x;
+  if (c->nctx_free > 0) {
+    x = ALIST_ENTRY(c->ctx_free.next, actor_ctx, node);
+    alist_remove(&x->node);
+    c->nctx_free--;
+    memset(&x->node, 0, sizeof(x->node)); /* the rest was cleared */
+    return x;
+  }
+  return calloc(1, sizeof(*x));
+}
+
+/* The call is over: keep its context for the next call, or free it.  A
+ * cached one is cleared, so that a stale pointer into it finds no call
+ * (c NULL, every flag as a new context's); under ASan none is cached. */
+static void child__ctx_release(actor_child *c, actor_ctx *x) {
+  if (!CHILD_CTX_CACHE_ON || c->nctx_free >= CHILD_CTX_CACHE || c->freeing) {
+    free(x);
+    return;
+  }
+  memset(x, 0, sizeof(*x));
+  alist_insert_tail(&c->ctx_free, &x->node);
+  c->nctx_free++;
+}
+
+size_t actor__child_ctx_cached(const actor_child *c) { return c->nctx_free; }
+
 static void ctx__maybe_free(actor_ctx *x) {
   if (!x->answered || !x->released || x->in_fn)
     return;
   alist_remove(&x->node);
-  free(x);
+  child__ctx_release(x->c, x);
 }
 
 /* Mark answered and forget the id (the parent may reuse it). */
@@ -473,7 +526,9 @@ int actor_ctx_yield(actor_ctx *x, const void *item, size_t len) {
    * send after queueing, so that this item leaves too.  x stays valid:
    * reading runs no user code, and only the runtime's own answers. */
   now = child__coarse_ns();
-  due = now - c->last_check >= CHILD_CHECK_NS;
+  /* Signed: last_check may come from the precise clock (the dispatcher's),
+   * which runs up to a tick ahead of the coarse one. */
+  due = (int64_t)(now - c->last_check) >= (int64_t)CHILD_CHECK_NS;
   if (due) {
     c->last_check = now;
     child__read_input(c);
@@ -521,6 +576,17 @@ actor_child *actor_ctx_child(const actor_ctx *x) { return x->c; }
 
 /* ---- reading: frames become records -------------------------------------- */
 
+/* A function's name and a small payload are a few bytes: a byte loop
+ * beats a call to memcpy. */
+static void child__copy(char *d, const char *s, size_t n) {
+  if (n > 16) {
+    memcpy(d, s, n);
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    d[i] = s[i];
+}
+
 static int child__queue(actor_child *c, const struct child_rec *rec,
                         const char *a, size_t alen, const char *b,
                         size_t blen) {
@@ -533,16 +599,13 @@ static int child__queue(actor_child *c, const struct child_rec *rec,
     return -ENOMEM;
   p = actor__buf_tail(&c->rin);
   memcpy(p, rec, sizeof(*rec));
-  if (alen)
-    memcpy(p + sizeof(*rec), a, alen);
-  if (blen)
-    memcpy(p + sizeof(*rec) + alen, b, blen);
+  child__copy(p + sizeof(*rec), a, alen);
+  child__copy(p + sizeof(*rec) + alen, b, blen);
   c->rin.len += need;
   /* The check handle dispatches in this loop iteration, right after the
    * reads.  Records a yield read outside the dispatcher (a function
    * answering from a timer) also start the idle handle, so that the loop
    * does not sleep on them if this iteration's check phase has passed. */
-  uv_check_start(&c->disp_check, child__check_cb);
   if (c->pumping && !c->dispatching)
     uv_idle_start(&c->disp_idle, child__idle_cb);
   return 0;
@@ -579,8 +642,7 @@ static int child__on_frame(struct actor__chan *ch, const char *body,
   if (c->broken)
     return 0;
   memset(&rec, 0, sizeof(rec));
-  memset(&m, 0, sizeof(m));
-  r = actor__msg_decode(&m, body, len);
+  r = actor__msg_decode(&m, body, len); /* (which zeroes m first) */
   rec.kind = m.kind;
   rec.id = m.id;
   if (r == ACTOR_EDEPTH) {
@@ -778,7 +840,7 @@ static void child__on_call(actor_child *c, const struct child_rec *rec,
                       "call id already in use", "");
     return;
   }
-  x = calloc(1, sizeof(*x));
+  x = child__ctx_new(c);
   if (x == NULL || actor__idmap_put(&c->ctxmap, rec->id, x)) {
     free(x);
     child__send_error(c, rec->id, ACTOR__ERRTYPE_FAILED, "out of memory", "");
@@ -790,7 +852,7 @@ static void child__on_call(actor_child *c, const struct child_rec *rec,
   x->fidx = (size_t)fidx;
   x->fn = f->name;
   /* Its CANCEL was read with it, before it could be marked. */
-  if (actor__idmap_get(&c->early, rec->id) != NULL)
+  if (c->early.count > 0 && actor__idmap_get(&c->early, rec->id) != NULL)
     x->cancelled = 1;
   alist_insert_tail(&c->ctxs, &x->node);
   x->in_fn++;
@@ -942,17 +1004,25 @@ static void child__drop_records(actor_child *c, struct abuf *b) {
 static void child__dispatch(actor_child *c) {
   struct child_rec rec;
   const char *data;
-  uint64_t t0, t1;
+  uint64_t t0, now;
   long fidx;
   int broken;
 
   if (c->dispatching)
     return;
   c->dispatching = 1;
+  /* Sends made from here on only queue: the answers leave between records
+   * when one must not wait (below), and all together at the end, without
+   * scheduling the channel's flush per send. */
+  c->chan.corked = 1;
+  /* One clock read per record: the time a record's code ended is when the
+   * next one starts (nothing between them runs user code or waits, but
+   * the throttle, which reads it again after a wait). */
+  now = uv_hrtime();
   if (c->chan.out.len == 0)
     c->out_since = 0;
   else if (c->out_since == 0)
-    c->out_since = uv_hrtime();
+    c->out_since = now;
   for (;;) {
     if (c->rq.len == 0) {
       struct abuf t;
@@ -965,7 +1035,7 @@ static void child__dispatch(actor_child *c) {
     memcpy(&rec, actor__buf_data(&c->rq), sizeof(rec));
     data = actor__buf_data(&c->rq) + sizeof(rec);
     fidx = child__rec_fn(c, &rec, data);
-    t0 = uv_hrtime();
+    t0 = now;
     /* An answer must not wait for other calls' work: unless the code about
      * to run is known to be quick (and the batch is young), send what is
      * queued first. */
@@ -975,16 +1045,20 @@ static void child__dispatch(actor_child *c) {
       child__flush(c);
       t0 = uv_hrtime();
     }
-    c->last_check = child__coarse_ns();
+    /* The loop has just read: the function's first yield need not. */
+    c->last_check = t0;
     child__run(c, &rec, data, fidx);
-    t1 = uv_hrtime();
+    now = uv_hrtime();
     if (fidx >= 0)
-      c->fns[fidx].last_ns = t1 - t0;
+      c->fns[fidx].last_ns = now - t0;
     broken = rec.kind == CHILD_REC_BROKEN;
     actor__buf_consume(&c->rq, sizeof(rec) + rec.fn_len + rec.pl_len);
     if (c->chan.out.len > 0 && c->out_since == 0)
-      c->out_since = t1;
-    child__throttle(c);
+      c->out_since = now;
+    if (c->chan.out.len > CHILD_HWM) {
+      child__throttle(c);
+      now = uv_hrtime(); /* the wait is nobody's run time */
+    }
     if (broken) {
       child__drop_records(c, &c->rq);
       child__drop_records(c, &c->rin);
@@ -992,14 +1066,18 @@ static void child__dispatch(actor_child *c) {
   }
   actor__buf_trim(&c->rq, CHILD_KEEP);
   actor__buf_trim(&c->rin, CHILD_KEEP);
-  uv_check_stop(&c->disp_check);
   uv_idle_stop(&c->disp_idle);
   c->dispatching = 0;
-  /* The answers leave now rather than at the next iteration's idle. */
+  c->chan.corked = 0;
+  /* The answers leave now, in one send. */
   child__flush(c);
 }
 
-static void child__check_cb(uv_check_t *h) { child__dispatch(h->data); }
+static void child__check_cb(uv_check_t *h) {
+  actor_child *c = h->data;
+  if (c->rq.len > 0 || c->rin.len > 0)
+    child__dispatch(c);
+}
 static void child__idle_cb(uv_idle_t *h) { child__dispatch(h->data); }
 
 /* ---- stopping and closing ------------------------------------------------ */
@@ -1083,16 +1161,22 @@ int actor_child_run(actor_child *c) {
   return c->got_stop ? 0 : 3;
 }
 
+static void child__free_ctxs(struct alist *l) {
+  while (!alist_empty(l)) {
+    struct alist *n = l->next;
+    alist_remove(n);
+    free(ALIST_ENTRY(n, actor_ctx, node));
+  }
+}
+
 static void child__release(actor_child *c) {
   size_t i;
 
   child__drop_records(c, &c->rq);
   child__drop_records(c, &c->rin);
-  while (!alist_empty(&c->ctxs)) {
-    struct alist *n = c->ctxs.next;
-    alist_remove(n);
-    free(ALIST_ENTRY(n, actor_ctx, node));
-  }
+  child__free_ctxs(&c->ctxs);
+  child__free_ctxs(&c->ctx_free);
+  c->nctx_free = 0;
   actor__buf_fini(&c->rq);
   actor__buf_fini(&c->rin);
   actor__idmap_fini(&c->ctxmap);

@@ -71,6 +71,8 @@ struct actor__chan {
   int hold;          /* keep `out` queued (parent: until HELLO) */
   int closing;
   int want_drain;    /* tell on_drain when queued() <= drain_lwm */
+  int corked;        /* sends only queue: the owner flushes (ops->flush)
+                        before it returns to the loop, and clears this */
   size_t drain_lwm;
   /* Optional, set by the owner: a counter the transport increments while
    * a flush of `out` is scheduled for later in the loop iteration and
