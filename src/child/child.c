@@ -70,7 +70,10 @@
 #define CHILD_DEFER_MAX (1024 * 1024)
 /* A function whose code last ran for less than this is "quick": answers
  * queued before it may wait for it (batching), for at most CHILD_BATCH_NS
- * in all.  Before any other user code the queue is sent first. */
+ * in all.  Before any other user code the queue is sent first.  A run is
+ * timed only where that choice is made, when answers are waiting (and the
+ * first run of each function): a call made alone, the sequential case,
+ * reads no clock (child__dispatch). */
 #define CHILD_QUICK_NS (50 * 1000)
 #define CHILD_BATCH_NS (1000 * 1000)
 /* After a burst, record buffers give back memory above this. */
@@ -347,15 +350,9 @@ static int child__throttle(actor_child *c) {
 
 static int child__send(actor_child *c, int kind, uint32_t id,
                        const void *payload, size_t len) {
-  struct actor__msg m;
   if (!child__chan_ok(c))
     return ACTOR_ECLOSED;
-  memset(&m, 0, sizeof(m));
-  m.kind = kind;
-  m.id = id;
-  m.payload = payload;
-  m.payload_len = len;
-  return actor__chan_send(&c->chan, &m);
+  return actor__chan_send_call(&c->chan, kind, id, NULL, 0, payload, len);
 }
 
 static int child__send_error(actor_child *c, uint32_t id, const char *type,
@@ -1004,9 +1001,9 @@ static void child__drop_records(actor_child *c, struct abuf *b) {
 static void child__dispatch(actor_child *c) {
   struct child_rec rec;
   const char *data;
-  uint64_t t0, now;
+  uint64_t t0 = 0, now = 0;
   long fidx;
-  int broken;
+  int broken, timed, fresh = 0; /* fresh: `now` is the time */
 
   if (c->dispatching)
     return;
@@ -1015,14 +1012,17 @@ static void child__dispatch(actor_child *c) {
    * when one must not wait (below), and all together at the end, without
    * scheduling the channel's flush per send. */
   c->chan.corked = 1;
-  /* One clock read per record: the time a record's code ended is when the
-   * next one starts (nothing between them runs user code or waits, but
-   * the throttle, which reads it again after a wait). */
-  now = uv_hrtime();
-  if (c->chan.out.len == 0)
+  /* At most one clock read per record, and none for a record run while
+   * nothing waits to be sent: the time a timed record's code ended is when
+   * the next one starts (nothing between them runs user code or waits,
+   * but the throttle, after which the clock is read again). */
+  if (c->chan.out.len == 0) {
     c->out_since = 0;
-  else if (c->out_since == 0)
+  } else if (c->out_since == 0) {
+    now = uv_hrtime();
+    fresh = 1;
     c->out_since = now;
+  }
   for (;;) {
     if (c->rq.len == 0) {
       struct abuf t;
@@ -1035,29 +1035,43 @@ static void child__dispatch(actor_child *c) {
     memcpy(&rec, actor__buf_data(&c->rq), sizeof(rec));
     data = actor__buf_data(&c->rq) + sizeof(rec);
     fidx = child__rec_fn(c, &rec, data);
-    t0 = now;
-    /* An answer must not wait for other calls' work: unless the code about
-     * to run is known to be quick (and the batch is young), send what is
-     * queued first. */
-    if (fidx >= 0 && c->chan.out.len > 0 &&
-        (c->fns[fidx].last_ns >= CHILD_QUICK_NS ||
-         t0 - c->out_since >= CHILD_BATCH_NS)) {
-      child__flush(c);
-      t0 = uv_hrtime();
+    timed = fidx >= 0 && (c->chan.out.len > 0 ||
+                          c->fns[fidx].last_ns == UINT64_MAX);
+    if (timed) {
+      if (!fresh)
+        now = uv_hrtime();
+      t0 = now;
+      if (c->chan.out.len > 0 && c->out_since == 0)
+        c->out_since = now; /* queued by an untimed record */
+      /* An answer must not wait for other calls' work: unless the code
+       * about to run is known to be quick (and the batch is young), send
+       * what is queued first. */
+      if (c->chan.out.len > 0 &&
+          (c->fns[fidx].last_ns >= CHILD_QUICK_NS ||
+           t0 - c->out_since >= CHILD_BATCH_NS)) {
+        child__flush(c);
+        t0 = uv_hrtime();
+      }
+      /* The loop has just read: the function's first yield need not. */
+      c->last_check = t0;
+    } else {
+      /* The same from the loop's own clock (milliseconds, read when its
+       * poll returned: at most that much earlier, so never later). */
+      c->last_check = uv_now(c->loop) * 1000000u;
     }
-    /* The loop has just read: the function's first yield need not. */
-    c->last_check = t0;
     child__run(c, &rec, data, fidx);
-    now = uv_hrtime();
-    if (fidx >= 0)
+    fresh = timed;
+    if (timed) {
+      now = uv_hrtime();
       c->fns[fidx].last_ns = now - t0;
+      if (c->chan.out.len > 0 && c->out_since == 0)
+        c->out_since = now;
+    }
     broken = rec.kind == CHILD_REC_BROKEN;
     actor__buf_consume(&c->rq, sizeof(rec) + rec.fn_len + rec.pl_len);
-    if (c->chan.out.len > 0 && c->out_since == 0)
-      c->out_since = now;
     if (c->chan.out.len > CHILD_HWM) {
       child__throttle(c);
-      now = uv_hrtime(); /* the wait is nobody's run time */
+      fresh = 0; /* the wait is nobody's run time */
     }
     if (broken) {
       child__drop_records(c, &c->rq);

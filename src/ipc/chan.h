@@ -95,6 +95,10 @@ void actor__chan_signal_eof(struct actor__chan *ch, int err);
 
 /* Encode one message onto the channel and schedule its flush. */
 int actor__chan_send(struct actor__chan *ch, const struct actor__msg *m);
+/* The same from a call message's parts (actor__msg_encode_call). */
+int actor__chan_send_call(struct actor__chan *ch, int kind, uint32_t id,
+                          const char *fn, size_t fn_n, const void *payload,
+                          size_t len);
 
 static inline void actor__chan_kick(struct actor__chan *ch) {
   ch->ops->kick(ch);

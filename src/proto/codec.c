@@ -50,6 +50,24 @@ static int codec__nelems(int kind) {
   }
 }
 
+/* A small copy without a call to memcpy: names and payloads of a few bytes
+ * are the common case (a 9-byte uint64 item: two overlapping 8-byte
+ * moves). */
+static inline void codec__copy(unsigned char *t, const char *s, size_t n) {
+  uint64_t a, b;
+  if (n > 16) {
+    memcpy(t, s, n);
+  } else if (n >= 8) {
+    memcpy(&a, s, 8);
+    memcpy(&b, s + n - 8, 8);
+    memcpy(t, &a, 8);
+    memcpy(t + n - 8, &b, 8);
+  } else {
+    for (size_t i = 0; i < n; i++)
+      t[i] = (unsigned char)s[i];
+  }
+}
+
 /* The envelope's unsigned integers and string headers in the smallest
  * encoding, exactly as msgpack-c's packer writes them (so that either
  * encoder gives the same bytes). */
@@ -92,49 +110,43 @@ static unsigned char *codec__put_str(unsigned char *t,
     *t++ = (unsigned char)(n >> 8);
     *t++ = (unsigned char)n;
   }
-  if (n > 0)
-    memcpy(t, s->p, n);
+  codec__copy(t, s->p, n);
   return t + n;
 }
 
-/* The messages of every call (CALL, RETURN, ITEM, END, CANCEL, STOP), written
- * straight into the reserved space: their envelope is a few bytes whose
- * packing through msgpack-c's callbacks cost more than the rest of the
- * send.  HELLO and ERROR go through the packer below. */
-static int codec__encode_call(struct abuf *out, const struct actor__msg *m,
-                              size_t max_frame) {
+int actor__msg_encode_call(struct abuf *out, int kind, uint32_t id,
+                           const char *fn, size_t fn_n, const char *payload,
+                           size_t len, size_t max_frame) {
   static const char nil = (char)0xc0;
-  const char *pl = m->payload;
-  size_t pn = m->payload_len, body;
+  struct actor__str name;
+  size_t body;
   unsigned char *hdr, *t;
-  int has_pl = m->kind == ACTOR__MSG_CALL || m->kind == ACTOR__MSG_RETURN ||
-               m->kind == ACTOR__MSG_ITEM;
 
-  if (pn > max_frame || m->fn.n > max_frame)
+  if (len > max_frame || fn_n > max_frame)
     return ACTOR_E2BIG;
-  if (!has_pl) {
-    pn = 0;
-  } else if (pn == 0) {
-    pl = &nil;
-    pn = 1;
+  if (kind != ACTOR__MSG_CALL && kind != ACTOR__MSG_RETURN &&
+      kind != ACTOR__MSG_ITEM) {
+    len = 0;
+  } else if (len == 0) {
+    payload = &nil;
+    len = 1;
   }
   /* header, array, kind, id (5), str header (5), fn, payload */
-  if (actor__buf_reserve(out, ACTOR__FRAME_HDR + 12 + m->fn.n + pn))
+  if (actor__buf_room(out) < ACTOR__FRAME_HDR + 12 + fn_n + len &&
+      actor__buf_reserve(out, ACTOR__FRAME_HDR + 12 + fn_n + len))
     return -ENOMEM;
   hdr = (unsigned char *)actor__buf_tail(out);
   t = hdr + ACTOR__FRAME_HDR;
-  *t++ = (unsigned char)(0x90 | codec__nelems(m->kind));
-  *t++ = (unsigned char)m->kind;
-  t = codec__put_uint(t, m->id);
-  if (m->kind == ACTOR__MSG_CALL)
-    t = codec__put_str(t, &m->fn);
-  if (pn <= 16) {
-    for (size_t i = 0; i < pn; i++)
-      t[i] = (unsigned char)pl[i];
-  } else {
-    memcpy(t, pl, pn);
+  *t++ = (unsigned char)(0x90 | codec__nelems(kind));
+  *t++ = (unsigned char)kind;
+  t = codec__put_uint(t, id);
+  if (kind == ACTOR__MSG_CALL) {
+    name.p = fn;
+    name.n = fn_n;
+    t = codec__put_str(t, &name);
   }
-  t += pn;
+  codec__copy(t, payload, len);
+  t += len;
   body = (size_t)(t - hdr) - ACTOR__FRAME_HDR;
   if (body > max_frame)
     return ACTOR_E2BIG; /* nothing appended: out->len is unchanged */
@@ -159,7 +171,8 @@ int actor__msg_encode(struct abuf *out, const struct actor__msg *m,
       (unsigned)m->kind < ACTOR__MSG_KINDS &&
       (m->type.n | m->message.n | m->traceback.n | m->name.n |
        m->backend.n) == 0)
-    return codec__encode_call(out, m, max_frame);
+    return actor__msg_encode_call(out, m->kind, m->id, m->fn.p, m->fn.n,
+                                  m->payload, m->payload_len, max_frame);
   /* No part may exceed the frame on its own; checked first, so that the
    * sum below cannot wrap (max_frame < 2^32, six parts: < 2^35, which only
    * a 32-bit size_t could not hold — hence the 64-bit sum). */

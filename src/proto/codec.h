@@ -72,6 +72,14 @@ struct actor__msg {
 int actor__msg_encode(struct abuf *out, const struct actor__msg *m,
                       size_t max_frame);
 
+/* The same for a message with no name, type or text part (RETURN, ITEM,
+ * END, CANCEL, STOP) or a CALL (fn, fn_n: its function), from its parts:
+ * the send path of every call, without building an actor__msg.  A kind
+ * without a payload ignores payload/len; NULL/0 encodes nil. */
+int actor__msg_encode_call(struct abuf *out, int kind, uint32_t id,
+                           const char *fn, size_t fn_n, const char *payload,
+                           size_t len, size_t max_frame);
+
 /* Decode the frame body (without its length prefix).  Strings and payload
  * point into `body`; nothing is allocated and no msgpack object is built.
  * Returns 0, ACTOR_EBADFRAME (not one well-formed array of the right

@@ -843,7 +843,6 @@ int actor_call_start(actor *a, const char *fn, const void *args,
                      size_t args_len, actor_call_cb cb, void *arg,
                      actor_call **cp) {
   actor_rt *rt = a->rt;
-  struct actor__msg m;
   actor_call *c;
   size_t fnlen;
   int r;
@@ -884,16 +883,10 @@ int actor_call_start(actor *a, const char *fn, const void *args,
     c->id = ++a->next_call_id;
   while (c->id == 0 || actor__idmap_get(&a->calls, c->id) != NULL);
 
-  memset(&m, 0, sizeof(m));
-  m.kind = ACTOR__MSG_CALL;
-  m.id = c->id;
-  m.fn.p = fn;
-  m.fn.n = fnlen;
-  m.payload = args;
-  m.payload_len = args_len;
   r = actor__idmap_put(&a->calls, c->id, c);
   if (r == 0) {
-    r = actor__chan_send(&a->chan, &m);
+    r = actor__chan_send_call(&a->chan, ACTOR__MSG_CALL, c->id, fn, fnlen,
+                              args, args_len);
     if (r)
       actor__idmap_del(&a->calls, c->id);
   }
@@ -915,16 +908,10 @@ int actor_call_start(actor *a, const char *fn, const void *args,
  * calls of a dead actor) it is closed, or closing, and its buffers gone. */
 static int call__send_simple(actor_call *c, int kind, const void *p,
                              size_t n) {
-  struct actor__msg m;
   actor *a = c->a;
   if (!actor__chan_usable(a))
     return ACTOR_ECLOSED;
-  memset(&m, 0, sizeof(m));
-  m.kind = kind;
-  m.id = c->id;
-  m.payload = p;
-  m.payload_len = n;
-  return actor__chan_send(&a->chan, &m);
+  return actor__chan_send_call(&a->chan, kind, c->id, NULL, 0, p, n);
 }
 
 int actor_call_send(actor_call *c, const void *item, size_t len) {
