@@ -522,6 +522,9 @@ static int codec__skip(const unsigned char *s, size_t len, size_t *posp,
 int actor__msgpack_check(const char *p, size_t len) {
   size_t pos = 0;
   int deep = 0;
+  /* One scalar (a nil, a number, a short string): the common argument. */
+  if (len > 0 && codec__fixed[(unsigned char)p[0]] == len)
+    return 0;
   if (len == 0 ||
       codec__skip((const unsigned char *)p, len, &pos, ACTOR__MAX_DEPTH,
                   &deep) ||

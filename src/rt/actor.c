@@ -878,10 +878,14 @@ int actor_call_start(actor *a, const char *fn, const void *args,
     call__free(rt, c);
     return -ENOMEM;
   }
-  /* Ids are per actor, never 0, and skip any still in use after wrapping. */
-  do
+  /* Ids are per actor, never 0, and skip any still in use after wrapping
+   * (before the counter first wraps, no id it gives can be in use). */
+  do {
     c->id = ++a->next_call_id;
-  while (c->id == 0 || actor__idmap_get(&a->calls, c->id) != NULL);
+    if (c->id == 0)
+      a->call_ids_wrapped = 1;
+  } while (c->id == 0 ||
+           (a->call_ids_wrapped && actor__idmap_get(&a->calls, c->id)));
 
   r = actor__idmap_put(&a->calls, c->id, c);
   if (r == 0) {
