@@ -573,17 +573,6 @@ actor_child *actor_ctx_child(const actor_ctx *x) { return x->c; }
 
 /* ---- reading: frames become records -------------------------------------- */
 
-/* A function's name and a small payload are a few bytes: a byte loop
- * beats a call to memcpy. */
-static void child__copy(char *d, const char *s, size_t n) {
-  if (n > 16) {
-    memcpy(d, s, n);
-    return;
-  }
-  for (size_t i = 0; i < n; i++)
-    d[i] = s[i];
-}
-
 static int child__queue(actor_child *c, const struct child_rec *rec,
                         const char *a, size_t alen, const char *b,
                         size_t blen) {
@@ -596,8 +585,8 @@ static int child__queue(actor_child *c, const struct child_rec *rec,
     return -ENOMEM;
   p = actor__buf_tail(&c->rin);
   memcpy(p, rec, sizeof(*rec));
-  child__copy(p + sizeof(*rec), a, alen);
-  child__copy(p + sizeof(*rec) + alen, b, blen);
+  actor__copy_small(p + sizeof(*rec), a, alen);
+  actor__copy_small(p + sizeof(*rec) + alen, b, blen);
   c->rin.len += need;
   /* The check handle dispatches in this loop iteration, right after the
    * reads.  Records a yield read outside the dispatcher (a function
@@ -803,11 +792,21 @@ static void child__read_input(actor_child *c) {
 
 /* ---- dispatch ------------------------------------------------------------ */
 
+/* Names are short: a byte loop beats a call to memcmp. */
+static int child__same(const char *a, const char *b, size_t n) {
+  if (n > 16)
+    return memcmp(a, b, n) == 0;
+  for (size_t i = 0; i < n; i++)
+    if (a[i] != b[i])
+      return 0;
+  return 1;
+}
+
 static long child__find_fn(const actor_child *c, const char *name,
                            size_t len) {
   size_t i;
   for (i = 0; i < c->nfns; i++)
-    if (c->fns[i].len == len && memcmp(c->fns[i].name, name, len) == 0)
+    if (c->fns[i].len == len && child__same(c->fns[i].name, name, len))
       return (long)i;
   return -1;
 }
@@ -1078,8 +1077,10 @@ static void child__dispatch(actor_child *c) {
       child__drop_records(c, &c->rin);
     }
   }
-  actor__buf_trim(&c->rq, CHILD_KEEP);
-  actor__buf_trim(&c->rin, CHILD_KEEP);
+  if (c->rq.cap > CHILD_KEEP)
+    actor__buf_trim(&c->rq, CHILD_KEEP);
+  if (c->rin.cap > CHILD_KEEP)
+    actor__buf_trim(&c->rin, CHILD_KEEP);
   uv_idle_stop(&c->disp_idle);
   c->dispatching = 0;
   c->chan.corked = 0;

@@ -50,24 +50,6 @@ static int codec__nelems(int kind) {
   }
 }
 
-/* A small copy without a call to memcpy: names and payloads of a few bytes
- * are the common case (a 9-byte uint64 item: two overlapping 8-byte
- * moves). */
-static inline void codec__copy(unsigned char *t, const char *s, size_t n) {
-  uint64_t a, b;
-  if (n > 16) {
-    memcpy(t, s, n);
-  } else if (n >= 8) {
-    memcpy(&a, s, 8);
-    memcpy(&b, s + n - 8, 8);
-    memcpy(t, &a, 8);
-    memcpy(t + n - 8, &b, 8);
-  } else {
-    for (size_t i = 0; i < n; i++)
-      t[i] = (unsigned char)s[i];
-  }
-}
-
 /* The envelope's unsigned integers and string headers in the smallest
  * encoding, exactly as msgpack-c's packer writes them (so that either
  * encoder gives the same bytes). */
@@ -110,7 +92,7 @@ static unsigned char *codec__put_str(unsigned char *t,
     *t++ = (unsigned char)(n >> 8);
     *t++ = (unsigned char)n;
   }
-  codec__copy(t, s->p, n);
+  actor__copy_small(t, s->p, n);
   return t + n;
 }
 
@@ -145,7 +127,7 @@ int actor__msg_encode_call(struct abuf *out, int kind, uint32_t id,
     name.n = fn_n;
     t = codec__put_str(t, &name);
   }
-  codec__copy(t, payload, len);
+  actor__copy_small(t, payload, len);
   t += len;
   body = (size_t)(t - hdr) - ACTOR__FRAME_HDR;
   if (body > max_frame)

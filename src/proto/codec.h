@@ -12,6 +12,7 @@
 #include <msgpack.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "util/buf.h"
 
@@ -65,6 +66,32 @@ struct actor__msg {
 #define ACTOR__ERRTYPE_BADFRAME "libactor.BadFrame"
 #define ACTOR__ERRTYPE_FAILED "libactor.Failed"
 #define ACTOR__ERRTYPE_TOODEEP "libactor.TooDeep"
+
+/* A copy of the envelope's small parts without a call to memcpy: names
+ * and payloads of a few bytes are the common case (two overlapping moves
+ * of 4 or 8 bytes; a 9-byte uint64 item, a 4-byte name). */
+static inline void actor__copy_small(void *dst, const void *src, size_t n) {
+  unsigned char *t = (unsigned char *)dst;
+  const unsigned char *s = (const unsigned char *)src;
+  uint64_t a, b;
+  uint32_t c, d;
+  if (n > 16) {
+    memcpy(t, s, n);
+  } else if (n >= 8) {
+    memcpy(&a, s, 8);
+    memcpy(&b, s + n - 8, 8);
+    memcpy(t, &a, 8);
+    memcpy(t + n - 8, &b, 8);
+  } else if (n >= 4) {
+    memcpy(&c, s, 4);
+    memcpy(&d, s + n - 4, 4);
+    memcpy(t, &c, 4);
+    memcpy(t + n - 4, &d, 4);
+  } else {
+    for (size_t i = 0; i < n; i++)
+      t[i] = s[i];
+  }
+}
 
 /* Encode one frame at the end of `out`.  The payload (if the kind has one)
  * must be one msgpack value; NULL/0 encodes nil.  Returns 0, ACTOR_E2BIG if
