@@ -67,21 +67,6 @@ void actor__chan_drained(struct actor__chan *ch) {
     ch->cbs->on_drain(ch);
 }
 
-int actor__chan_send_call(struct actor__chan *ch, int kind, uint32_t id,
-                          const char *fn, size_t fn_n, const void *payload,
-                          size_t len) {
-  int r;
-  if (ch->closing)
-    return ACTOR_ECLOSED;
-  r = actor__msg_encode_call(&ch->out, kind, id, fn, fn_n, payload, len,
-                             ch->framer.max_frame);
-  if (r)
-    return r;
-  if (!ch->corked)
-    ch->ops->kick(ch);
-  return 0;
-}
-
 int actor__chan_send(struct actor__chan *ch, const struct actor__msg *m) {
   int r;
   if (ch->closing)

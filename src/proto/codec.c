@@ -601,12 +601,13 @@ static int codec__decode_call(struct actor__msg *m, const unsigned char *p,
   uint32_t id;
   int deep = 0;
 
-  if (len < 3 || p[1] >= ACTOR__MSG_KINDS)
+  /* The array header each kind has here (none for HELLO and ERROR). */
+  static const uint16_t hdr[ACTOR__MSG_KINDS] = {0x100, 0x94, 0x93, 0x100,
+                                                 0x93,  0x92, 0x92, 0x92};
+
+  if (len < 3 || p[1] >= ACTOR__MSG_KINDS || p[0] != hdr[p[1]])
     return 0;
   k = p[1];
-  if (k == ACTOR__MSG_HELLO || k == ACTOR__MSG_ERROR ||
-      p[0] != (0x90 | codec__nelems((int)k)))
-    return 0;
   /* The id: a fixint, or uint8/16/32 (1 << (b - 0xcc) bytes). */
   if (p[2] <= 0x7f)
     w = 0;

@@ -125,6 +125,8 @@ static void call__done(actor_call *c, int status, const char *data,
                        size_t len) {
   actor *a = c->a;
   actor__idmap_del(&a->calls, c->id);
+  if (a->rx_call == c)
+    a->rx_call = NULL;
   if (c->cb != NULL)
     c->cb(c, ACTOR_EV_DONE, status, data, len, c->arg);
   call__free(a->rt, c);
@@ -398,7 +400,11 @@ static int parent__on_frame(struct actor__chan *ch, const char *body,
                          m.kind);
     return 1;
   }
-  c = actor__idmap_get(&a->calls, m.id);
+  /* A stream's items all name the same call: the last one found is
+   * tried first (call__done forgets it). */
+  c = a->rx_call;
+  if (c == NULL || c->id != m.id)
+    c = a->rx_call = actor__idmap_get(&a->calls, m.id);
   if (c == NULL) {
     /* A late answer to a call that already completed here (it was refused
      * as oversized, say).  Harmless. */
@@ -891,8 +897,11 @@ int actor_call_start(actor *a, const char *fn, const void *args,
   if (r == 0) {
     r = actor__chan_send_call(&a->chan, ACTOR__MSG_CALL, c->id, fn, fnlen,
                               args, args_len);
-    if (r)
+    if (r) {
       actor__idmap_del(&a->calls, c->id);
+      if (a->rx_call == c)
+        a->rx_call = NULL;
+    }
   }
   if (r) {
     if (r == ACTOR_E2BIG)

@@ -124,6 +124,7 @@ struct actor {
   struct idmap calls;
   uint32_t next_call_id;
   int call_ids_wrapped; /* next_call_id has passed 2^32 - 1 once */
+  actor_call *rx_call;  /* the call the last frame read was for (in calls) */
 
   uv_timer_t timer; /* hello deadline, then the stop escalation */
   int timer_closed;
