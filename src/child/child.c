@@ -117,6 +117,7 @@ struct actor_ctx {
   const char *fn;
   int in_fn;       /* pins: user code of the call is running, or the
                       runtime holds it (a queued record): never freed then */
+  int mapped;      /* in c->ctxmap (see child__ctx_get) */
   int answered;    /* RETURN/ERROR sent (by the function or the runtime) */
   int released;    /* the function is done with it too */
   int cancelled;   /* the flag the function sees */
@@ -158,7 +159,9 @@ struct actor_child {
   size_t max_frame;
   struct child_fn *fns;
   size_t nfns;
-  struct idmap ctxmap; /* id -> unanswered actor_ctx */
+  struct idmap ctxmap; /* id -> unanswered actor_ctx, but `running` */
+  actor_ctx *running;  /* the call whose function runs now, if any: put in
+                          ctxmap only if it returns unanswered */
   struct idmap early;  /* ids whose CANCEL is queued, not yet dispatched */
   struct alist ctxs;
   struct alist ctx_free; /* finished contexts for reuse (CHILD_CTX_CACHE) */
@@ -435,7 +438,22 @@ static void ctx__maybe_free(actor_ctx *x) {
 /* Mark answered and forget the id (the parent may reuse it). */
 static void ctx__answered(actor_ctx *x) {
   x->answered = 1;
-  actor__idmap_del(&x->c->ctxmap, x->id);
+  if (x->mapped) {
+    x->mapped = 0;
+    actor__idmap_del(&x->c->ctxmap, x->id);
+  }
+}
+
+/* The unanswered call with this id.  The one whose function is running is
+ * not in the map: most functions answer before they return, and for them
+ * the map's insert and delete were ~4% of a round trip.  (While it runs no
+ * other call can have its id: the parent reuses an id only once it has the
+ * answer, and a CALL read meanwhile is dispatched after it.) */
+static actor_ctx *child__ctx_get(const actor_child *c, uint32_t id) {
+  actor_ctx *x = c->running;
+  if (x != NULL && x->id == id)
+    return x->answered ? NULL : x;
+  return actor__idmap_get(&c->ctxmap, id);
 }
 
 /* Nobody listens for cancellation: answer for the function, so that the
@@ -625,7 +643,7 @@ static void child__schedule_stop(actor_child *c, int asked);
  * before the record is dispatched.  For a call not started yet (its CALL
  * is queued too), the id is remembered until then. */
 static void child__note_cancel(actor_child *c, uint32_t id) {
-  actor_ctx *x = actor__idmap_get(&c->ctxmap, id);
+  actor_ctx *x = child__ctx_get(c, id);
   if (x != NULL)
     x->cancelled = 1;
   else if (id != 0)
@@ -663,7 +681,7 @@ static int child__on_frame(struct actor__chan *ch, const char *body,
              ACTOR__MAX_DEPTH);
     if (m.kind == ACTOR__MSG_CALL)
       child__send_error(c, m.id, ACTOR__ERRTYPE_TOODEEP, msg, "");
-    else if ((x = actor__idmap_get(&c->ctxmap, m.id)) != NULL)
+    else if ((x = child__ctx_get(c, m.id)) != NULL)
       ctx__lost_item_as(x, ACTOR__ERRTYPE_TOODEEP, msg);
     return 0;
   }
@@ -746,7 +764,7 @@ static int child__on_oversize(struct actor__chan *ch, int kind, uint32_t id,
   if (kind == ACTOR__MSG_ITEM && id != 0 && !c->broken) {
     memset(&rec, 0, sizeof(rec));
     rec.id = id;
-    x = actor__idmap_get(&c->ctxmap, id); /* only unanswered calls */
+    x = child__ctx_get(c, id); /* only unanswered calls */
     if (x != NULL) {
       /* At once, so that a running function's yield sees it; its cancel
        * callback runs from the dispatcher (user code never runs here). */
@@ -853,14 +871,13 @@ static void child__on_call(actor_child *c, const struct child_rec *rec,
     return;
   }
   /* (Id 0 never gets here: the decoder refuses it for a CALL.) */
-  if (actor__idmap_get(&c->ctxmap, rec->id) != NULL) {
+  if (child__ctx_get(c, rec->id) != NULL) {
     child__send_error(c, rec->id, ACTOR__ERRTYPE_BADFRAME,
                       "call id already in use", "");
     return;
   }
   x = child__ctx_new(c);
-  if (x == NULL || actor__idmap_put(&c->ctxmap, rec->id, x)) {
-    free(x);
+  if (x == NULL) {
     child__send_error(c, rec->id, ACTOR__ERRTYPE_FAILED, "out of memory", "");
     return;
   }
@@ -874,7 +891,9 @@ static void child__on_call(actor_child *c, const struct child_rec *rec,
     x->cancelled = 1;
   alist_insert_tail(&c->ctxs, &x->node);
   x->in_fn++;
+  c->running = x;
   r = f->fn(x, args, rec->pl_len, f->arg);
+  c->running = NULL;
   x->in_fn--; /* a record read meanwhile may pin it too */
   if (r < 0 && !x->released) {
     /* The codes the parent knows by type keep their meaning. */
@@ -885,12 +904,23 @@ static void child__on_call(actor_child *c, const struct child_rec *rec,
                     actor_strerror(r), "");
     return;
   }
+  if (!x->answered) {
+    if (actor__idmap_put(&c->ctxmap, x->id, x) == 0) {
+      x->mapped = 1;
+    } else {
+      /* It could not be found again (its items, its CANCEL): end it now;
+       * the function's own answer, later, is refused. */
+      child__send_error(c, x->id, ACTOR__ERRTYPE_FAILED, "out of memory",
+                        "");
+      ctx__answered(x);
+    }
+  }
   ctx__maybe_free(x);
 }
 
 static void child__on_item(actor_child *c, const struct child_rec *rec,
                            const char *data) {
-  actor_ctx *x = actor__idmap_get(&c->ctxmap, rec->id);
+  actor_ctx *x = child__ctx_get(c, rec->id);
 
   if (x == NULL || x->answered)
     return; /* the call is over; items in flight are dropped */
@@ -920,17 +950,17 @@ static long child__rec_fn(const actor_child *c, const struct child_rec *rec,
     return child__find_fn(c, data, rec->fn_len);
   case ACTOR__MSG_ITEM:
   case ACTOR__MSG_END:
-    x = actor__idmap_get(&c->ctxmap, rec->id);
+    x = child__ctx_get(c, rec->id);
     return x && x->item_cb ? (long)x->fidx : -1;
   case ACTOR__MSG_CANCEL:
-    x = actor__idmap_get(&c->ctxmap, rec->id);
+    x = child__ctx_get(c, rec->id);
     return x && x->cancel_cb && !x->cancel_done ? (long)x->fidx : -1;
   case CHILD_REC_TELL:
     x = rec->x;
     return x->cancel_cb && !x->cancel_done && !x->released ? (long)x->fidx
                                                             : -1;
   case CHILD_REC_OVERSIZE:
-    x = actor__idmap_get(&c->ctxmap, rec->id);
+    x = child__ctx_get(c, rec->id);
     return x && x->cancel_cb && !x->cancel_done ? (long)x->fidx : -1;
   default:
     return -1;
@@ -951,7 +981,7 @@ static void child__run(actor_child *c, const struct child_rec *rec,
     break;
   case ACTOR__MSG_CANCEL:
     actor__idmap_del(&c->early, rec->id);
-    x = actor__idmap_get(&c->ctxmap, rec->id);
+    x = child__ctx_get(c, rec->id);
     if (x != NULL) {
       x->in_fn++;
       ctx__cancel(x);
@@ -970,7 +1000,7 @@ static void child__run(actor_child *c, const struct child_rec *rec,
     ctx__maybe_free(x);
     break;
   case CHILD_REC_OVERSIZE:
-    x = actor__idmap_get(&c->ctxmap, rec->id);
+    x = child__ctx_get(c, rec->id);
     if (x == NULL || x->answered) {
       actor__logf(&c->log, ACTOR_LOG_WARN,
                   "oversized item (%llu bytes) for call %u, which is not in "
