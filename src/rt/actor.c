@@ -88,7 +88,8 @@ static actor_call *call__alloc(actor_rt *rt) {
 static void call__free(actor_rt *rt, actor_call *c) {
   if (c->fn != c->fn_inline)
     free(c->fn);
-  free(c->err);
+  if (c->err != NULL) /* (only a failed call has one) */
+    free(c->err);
   if (rt->nfree_calls < FREE_CALLS_MAX) {
     alist_insert_tail(&rt->free_calls, &c->node);
     rt->nfree_calls++;
@@ -877,7 +878,7 @@ int actor_call_start(actor *a, const char *fn, const void *args,
   c->cb = cb;
   c->arg = arg;
   if (fnlen < sizeof(c->fn_inline)) {
-    memcpy(c->fn_inline, fn, fnlen + 1);
+    actor__copy_small(c->fn_inline, fn, fnlen + 1);
     c->fn = c->fn_inline;
   } else if ((c->fn = strdup(fn)) == NULL) {
     c->fn = c->fn_inline;
