@@ -172,6 +172,7 @@ struct actor_child {
   uv_idle_t disp_idle;   /* ... and soon, for records a yield read */
   uv_idle_t stop_idle;
   int dispatching;
+  int disp_closed; /* disp_check is closing: nothing would dispatch */
   int pumping;   /* a yield is reading the channel */
   int in_chan;   /* in a channel callback (only a log callback could reach
                     user code from there): never pump */
@@ -619,7 +620,7 @@ static int child__queue(actor_child *c, const struct child_rec *rec,
   size_t need = sizeof(*rec) + alen + blen;
   char *p;
 
-  if (c->freeing || uv_is_closing((uv_handle_t *)&c->disp_check))
+  if (c->freeing || c->disp_closed)
     return ACTOR_ECLOSED; /* nothing would dispatch it */
   if (actor__buf_reserve(&c->rin, need))
     return -ENOMEM;
@@ -832,14 +833,23 @@ static void child__read_input(actor_child *c) {
 
 /* ---- dispatch ------------------------------------------------------------ */
 
-/* Names are short: a byte loop beats a call to memcmp. */
+/* Names are short: two overlapping 4-byte loads (or a byte loop) beat a
+ * call to memcmp. */
 static int child__same(const char *a, const char *b, size_t n) {
-  if (n > 16)
-    return memcmp(a, b, n) == 0;
-  for (size_t i = 0; i < n; i++)
-    if (a[i] != b[i])
-      return 0;
-  return 1;
+  uint32_t a0, a1, b0, b1;
+  if (n > 8 || n < 4) {
+    if (n > 8)
+      return memcmp(a, b, n) == 0;
+    for (size_t i = 0; i < n; i++)
+      if (a[i] != b[i])
+        return 0;
+    return 1;
+  }
+  memcpy(&a0, a, 4);
+  memcpy(&a1, a + n - 4, 4);
+  memcpy(&b0, b, 4);
+  memcpy(&b1, b + n - 4, 4);
+  return a0 == b0 && a1 == b1;
 }
 
 static long child__find_fn(const actor_child *c, const char *name,
@@ -1153,6 +1163,7 @@ static void child__idle_cb(uv_idle_t *h) { child__dispatch(h->data); }
 
 static void child__close_handle(actor_child *c, uv_handle_t *h);
 static void child__close_chan(actor_child *c);
+static void child__close_disp(actor_child *c);
 
 /* Cancel every call in progress.  The callbacks may answer, and so free,
  * any other context (or start nothing new: CALLs are refused now), so the
@@ -1198,7 +1209,7 @@ static void child__stop_idle(uv_idle_t *h) {
     c->chan.ops->drain(&c->chan, 0);
   child__close_chan(c);
   child__close_handle(c, (uv_handle_t *)&c->stop_idle);
-  child__close_handle(c, (uv_handle_t *)&c->disp_check);
+  child__close_disp(c);
   child__close_handle(c, (uv_handle_t *)&c->disp_idle);
 }
 
@@ -1274,6 +1285,12 @@ static void child__close_handle(actor_child *c, uv_handle_t *h) {
   uv_close(h, child__handle_closed);
 }
 
+/* The dispatcher's check handle; nothing is queued after this. */
+static void child__close_disp(actor_child *c) {
+  c->disp_closed = 1;
+  child__close_handle(c, (uv_handle_t *)&c->disp_check);
+}
+
 static void child__close_chan(actor_child *c) {
   if (!c->chan_open || c->chan.closing)
     return;
@@ -1298,7 +1315,7 @@ void actor_child_free(actor_child *c) {
   c->freeing = 1;
   child__close_chan(c);
   child__close_handle(c, (uv_handle_t *)&c->stop_idle);
-  child__close_handle(c, (uv_handle_t *)&c->disp_check);
+  child__close_disp(c);
   child__close_handle(c, (uv_handle_t *)&c->disp_idle);
   if (!c->owns_loop) {
     /* Not our loop: we must not run it.  Free now if nothing is closing,
