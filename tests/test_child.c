@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "proto/codec.h"
+#include "rt/internal.h"
 #include "support.h"
 #include "util/buf.h"
 
@@ -713,6 +714,66 @@ static void child_answer_is_sent_before_the_next_slow_call_runs(
   ip_close(&p);
 }
 
+/* ---- call contexts ------------------------------------------------------ */
+
+static int g_open; /* collect() calls to answer */
+static int all_answered(struct ip *p) {
+  struct actor__msg m;
+  ip_read(p);
+  while (ip_next(p, &m)) {
+    assert_int_equal(m.kind, ACTOR__MSG_RETURN);
+    assert_int_equal(ts_unpack_int(m.payload, m.payload_len), 0);
+    g_open--;
+  }
+  return g_open == 0;
+}
+
+/* The contexts of finished calls are kept for the next ones (issue 11),
+ * but never more than ACTOR__CHILD_CTX_CACHE: 300 calls open at once, then
+ * all answered, leave at most that many behind, and the next rounds reuse
+ * them with every call answered as a fresh one.  The rest is freed (the
+ * harness's leak check sees the cache go at actor_child_free). */
+static void child_context_cache_stays_bounded_across_many_calls(
+    void **state) {
+  enum { N = 300 };
+  static const char nil = (char)0xc0;
+  struct abuf b;
+  struct ip p;
+  size_t most = 0;
+  int round, i;
+
+  ip_open(&p, SOCK_STREAM, NULL);
+  child_register_all(p.c);
+  ip_expect_hello(&p);
+  actor__buf_init(&b);
+  for (round = 0; round < 3; round++) {
+    b.len = 0;
+    b.off = 0;
+    for (i = 1; i <= N; i++)
+      ip_encode(&b, ACTOR__MSG_CALL, (uint32_t)(round * N + i), "collect",
+                &nil, 1);
+    ip_send_raw(&p, actor__buf_data(&b), b.len);
+    b.len = 0;
+    b.off = 0;
+    for (i = 1; i <= N; i++)
+      ip_encode(&b, ACTOR__MSG_END, (uint32_t)(round * N + i), NULL, NULL, 0);
+    ip_send_raw(&p, actor__buf_data(&b), b.len);
+    g_open = N;
+    ip_run_until(&p, all_answered);
+    if (actor__child_ctx_cached(p.c) > most)
+      most = actor__child_ctx_cached(p.c);
+    assert_true(actor__child_ctx_cached(p.c) <= ACTOR__CHILD_CTX_CACHE);
+  }
+  print_message("%d calls open at once, 3 rounds: at most %zu contexts "
+                "kept (bound %d)\n",
+                N, most, ACTOR__CHILD_CTX_CACHE);
+#if !defined(__SANITIZE_ADDRESS__)
+  assert_true(most > 0); /* (ASan builds keep none) */
+#endif
+  actor__buf_fini(&b);
+  ip_close(&p);
+}
+
 /* ---- oversized input ----------------------------------------------------- */
 
 struct listen {
@@ -895,6 +956,7 @@ static int run_all(void) {
       TH_TEST(child_answer_is_sent_before_the_next_slow_call_runs),
       TH_TEST(child_oversized_item_tells_the_function_and_refuses_its_answer),
       TH_TEST(child_call_nested_deeper_than_512_is_answered_toodeep),
+      TH_TEST(child_context_cache_stays_bounded_across_many_calls),
   };
   return cmocka_run_group_tests_name("child", tests, ts_group_setup, NULL);
 }

@@ -1343,6 +1343,131 @@ static void codec_8mib_of_nils_decodes_in_place(void **state) {
   free(frame);
 }
 
+/* The envelope of a call's messages is written and read without msgpack-c
+ * (issue 11): the bytes must be exactly what msgpack-c's packer writes, at
+ * every boundary of the id's and the name's encodings, and reading them
+ * back, or reading the same message in encodings a libactor encoder never
+ * writes (a wide id, a str16 name, a nil name), must give the same
+ * message. */
+static void pack_call_like(msgpack_packer *pk, int kind, uint32_t id,
+                           const char *fn, size_t fn_n, const char *pl,
+                           size_t pl_n, int wide) {
+  int has_pl = kind == ACTOR__MSG_CALL || kind == ACTOR__MSG_RETURN ||
+               kind == ACTOR__MSG_ITEM;
+  msgpack_pack_array(pk, (size_t)(2 + (kind == ACTOR__MSG_CALL) + has_pl));
+  msgpack_pack_unsigned_int(pk, (unsigned)kind);
+  if (wide) { /* uint64 / uint32 regardless of the value */
+    char b[9] = {(char)0xcf, 0, 0, 0, 0};
+    for (int i = 0; i < 4; i++)
+      b[5 + i] = (char)(id >> (24 - 8 * i));
+    msgpack_pack_str_body(pk, b, 9); /* raw bytes */
+  } else {
+    msgpack_pack_uint32(pk, id);
+  }
+  if (kind == ACTOR__MSG_CALL) {
+    if (wide && fn_n < 65536) {
+      char h[3] = {(char)0xda, (char)(fn_n >> 8), (char)fn_n};
+      msgpack_pack_str_body(pk, h, 3);
+      msgpack_pack_str_body(pk, fn, fn_n);
+    } else {
+      msgpack_pack_str(pk, fn_n);
+      msgpack_pack_str_body(pk, fn, fn_n);
+    }
+  }
+  if (has_pl)
+    msgpack_pack_str_body(pk, pl, pl_n);
+}
+
+static void codec_call_envelope_matches_msgpack_c_both_ways(void **state) {
+  static const uint32_t ids[] = {1,     127,   128,        255, 256,
+                                 65535, 65536, UINT32_MAX - 1, UINT32_MAX};
+  static const size_t fns[] = {0, 1, 31, 32, 255, 256, 65535, 65536};
+  static const char arr[] = {(char)0x92, 0x01, (char)0xa1, 'x'};
+  static const char u64[] = {(char)0xcf, 1, 2, 3, 4, 5, 6, 7, 8};
+  static const struct {
+    const char *p;
+    size_t n;
+  } pls[] = {{NULL, 0}, {u64, sizeof(u64)}, {arr, sizeof(arr)}};
+  static const int kinds[] = {ACTOR__MSG_CALL, ACTOR__MSG_RETURN,
+                              ACTOR__MSG_ITEM, ACTOR__MSG_END,
+                              ACTOR__MSG_CANCEL};
+  static const char nil = (char)0xc0;
+  char *name = malloc(65536);
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+  struct actor__msg m, d;
+  struct abuf b;
+  const char *body;
+  size_t len;
+  (void)state;
+
+  assert_non_null(name);
+  memset(name, 'f', 65536);
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  for (size_t ki = 0; ki < sizeof(kinds) / sizeof(*kinds); ki++)
+    for (size_t ii = 0; ii < sizeof(ids) / sizeof(*ids); ii++)
+      for (size_t fi = 0; fi < sizeof(fns) / sizeof(*fns); fi++)
+        for (size_t pi = 0; pi < sizeof(pls) / sizeof(*pls); pi++) {
+          int k = kinds[ki];
+          const char *pl = pls[pi].p ? pls[pi].p : &nil;
+          size_t pl_n = pls[pi].p ? pls[pi].n : 1;
+          if (k != ACTOR__MSG_CALL && fi > 0)
+            continue;
+          memset(&m, 0, sizeof(m));
+          m.kind = k;
+          m.id = ids[ii];
+          if (k == ACTOR__MSG_CALL) {
+            m.fn.p = name;
+            m.fn.n = fns[fi];
+          }
+          m.payload = pls[pi].p;
+          m.payload_len = pls[pi].n;
+          encode_one(&b, &m, &body, &len);
+          for (int wide = 0; wide < 2; wide++) {
+            msgpack_sbuffer_clear(&sb);
+            pack_call_like(&pk, k, ids[ii], name, m.fn.n, pl, pl_n, wide);
+            if (!wide) {
+              if (sb.size != len || memcmp(sb.data, body, len) != 0)
+                fail_msg("kind %d id %u fn %zu payload %zu: the frame "
+                         "differs from msgpack-c's", k, (unsigned)ids[ii],
+                         m.fn.n, pl_n);
+            }
+            TH_OK(actor__msg_decode(&d, wide ? sb.data : body,
+                                    wide ? sb.size : len));
+            assert_int_equal(d.kind, k);
+            assert_int_equal(d.id, ids[ii]);
+            assert_int_equal(d.fn.n, m.fn.n);
+            if (k == ACTOR__MSG_CALL && d.fn.n > 0)
+              assert_memory_equal(d.fn.p, name, d.fn.n);
+            if (k <= ACTOR__MSG_ITEM) {
+              assert_int_equal(d.payload_len, pl_n);
+              assert_memory_equal(d.payload, pl, pl_n);
+            } else {
+              assert_null(d.payload);
+            }
+          }
+          actor__buf_fini(&b);
+        }
+  /* A nil name reads as "" (the general path's rule) and a STOP as it is. */
+  {
+    static const char call_nil[] = {(char)0x94, 0x01, 0x05, (char)0xc0,
+                                    (char)0xc0};
+    static const char stop[] = {(char)0x92, 0x07, 0x00};
+    static const char stop_id[] = {(char)0x92, 0x07, 0x01};
+    static const char end_cut[] = {(char)0x92, 0x05, (char)0xcd, 0x01};
+    TH_OK(actor__msg_decode(&d, call_nil, sizeof(call_nil)));
+    assert_int_equal(d.kind, ACTOR__MSG_CALL);
+    assert_int_equal(d.fn.n, 0);
+    TH_OK(actor__msg_decode(&d, stop, sizeof(stop)));
+    assert_int_equal(d.kind, ACTOR__MSG_STOP);
+    TH_ERR(actor__msg_decode(&d, stop_id, sizeof(stop_id)), ACTOR_EBADFRAME);
+    TH_ERR(actor__msg_decode(&d, end_cut, sizeof(end_cut)), ACTOR_EBADFRAME);
+  }
+  msgpack_sbuffer_destroy(&sb);
+  free(name);
+}
+
 /* Issue 7 item 23: lengths that would wrap a 32-bit sum are refused as
  * ACTOR_E2BIG before anything is reserved or read. */
 static void codec_absurd_lengths_are_e2big_before_any_allocation(
@@ -1386,6 +1511,7 @@ static int run_all(void) {
       TH_TEST(codec_walker_agrees_with_msgpack_across_its_small_stack),
       TH_TEST(codec_8mib_of_nils_decodes_in_place),
       TH_TEST(codec_absurd_lengths_are_e2big_before_any_allocation),
+      TH_TEST(codec_call_envelope_matches_msgpack_c_both_ways),
       TH_TEST(codec_announced_counts_beyond_the_data_are_refused),
       TH_TEST(idmap_put_get_del_under_churn),
       TH_TEST(buf_reserve_compacts_and_grows),

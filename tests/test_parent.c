@@ -129,6 +129,69 @@ static void parent_error_with_empty_strings_is_copied_safely(void **state) {
   ts_call_fini(&r);
 }
 
+/* Call ids wrap from 2^32 - 1 to 1 and skip the ids still in use (issue
+ * 11: until the first wrap none is looked up, as none can be in use): a
+ * call held with id 1 across the wrap, and the next call gets id 2; every
+ * answer reaches its own call. */
+static void parent_call_ids_wrap_and_skip_ids_still_in_use(void **state) {
+  static const uint32_t want[3] = {1, UINT32_MAX, 2};
+  struct ts t;
+  struct ts_exit ex = {0};
+  struct ts_call r[3];
+  struct abuf in;
+  struct actor__msg m;
+  uint32_t ids[3];
+  int i, n = 0;
+  actor *a;
+  (void)state;
+
+  ts_start(&t);
+  a = peer_spawn(&t, &ex, 2000);
+  peer_started(&t, a, &ex);
+  for (i = 0; i < 3; i++)
+    ts_call_init(&r[i]);
+  TH_OK(actor_call_start(a, "f", NULL, 0, ts_call_cb, &r[0], NULL));
+  a->next_call_id = UINT32_MAX - 1;
+  TH_OK(actor_call_start(a, "f", NULL, 0, ts_call_cb, &r[1], NULL));
+  TH_OK(actor_call_start(a, "f", NULL, 0, ts_call_cb, &r[2], NULL));
+  ts_run_for(&t, 20);
+  actor__buf_init(&in);
+  for (;;) {
+    ssize_t k;
+    TH_OK(actor__buf_reserve(&in, 4096));
+    k = recv(g_peer_fd, actor__buf_tail(&in), actor__buf_room(&in),
+             MSG_DONTWAIT);
+    if (k <= 0)
+      break;
+    in.len += (size_t)k;
+  }
+  while (in.len >= 4 && n < 3) {
+    const unsigned char *h = (const unsigned char *)actor__buf_data(&in);
+    uint32_t len = ((uint32_t)h[0] << 24) | ((uint32_t)h[1] << 16) |
+                   ((uint32_t)h[2] << 8) | h[3];
+    assert_true(in.len >= 4 + (size_t)len);
+    TH_OK(actor__msg_decode(&m, (const char *)h + 4, len));
+    if (m.kind == ACTOR__MSG_CALL)
+      ids[n++] = m.id;
+    actor__buf_consume(&in, 4 + (size_t)len);
+  }
+  actor__buf_fini(&in);
+  assert_int_equal(n, 3);
+  for (i = 0; i < 3; i++) {
+    assert_int_equal(ids[i], want[i]);
+    peer_int(ACTOR__MSG_RETURN, ids[i], 10 + i);
+  }
+  for (i = 0; i < 3; i++) {
+    ts_wait(&t, &r[i].done, 2000);
+    TH_OK(r[i].status);
+    assert_int_equal(r[i].value, 10 + i);
+    ts_call_fini(&r[i]);
+  }
+  peer_dies(&t, a);
+  ts_wait(&t, &ex.exited, 2000);
+  ts_finish(&t);
+}
+
 /* ======================================================================== */
 /* Limits                                                                   */
 /* ======================================================================== */
@@ -713,6 +776,7 @@ static int run_all(void) {
   const struct CMUnitTest tests[] = {
       TH_TEST(parent_send_on_a_call_of_a_dead_actor_is_eclosed_and_safe),
       TH_TEST(parent_error_with_empty_strings_is_copied_safely),
+      TH_TEST(parent_call_ids_wrap_and_skip_ids_still_in_use),
       TH_TEST(parent_reply_nested_512_deep_is_delivered_513_fails_only_that_call),
       TH_TEST(parent_args_nested_512_deep_are_sent_513_refused_with_edepth),
       TH_TEST_T(parent_ending_an_actor_with_100k_pending_calls_is_linear, 60),

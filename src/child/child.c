@@ -63,6 +63,13 @@
  * tick.  The check itself costs one send() (when something is queued) and
  * one read() (usually EAGAIN). */
 #define CHILD_CHECK_NS (1000 * 1000)
+/* Yields that come faster than the coarse clock ticks need not read it
+ * each time: while two reads in a row find the same time, the number of
+ * yields between reads doubles, up to this; a read that finds the clock
+ * moved sets it back to 1.  A check is then late by at most this many
+ * yields less one (a stream of small items read the clock ~10% of its
+ * yield's cost). */
+#define CHILD_YIELD_STRIDE 16
 /* Input read ahead while a function runs, at most: yield stops reading
  * once this much is queued (checked before each read burst, so one burst
  * may pass it).  A CANCEL behind more input than this is seen when the
@@ -70,11 +77,29 @@
 #define CHILD_DEFER_MAX (1024 * 1024)
 /* A function whose code last ran for less than this is "quick": answers
  * queued before it may wait for it (batching), for at most CHILD_BATCH_NS
- * in all.  Before any other user code the queue is sent first. */
+ * in all.  Before any other user code the queue is sent first.  A run is
+ * timed only where that choice is made, when answers are waiting (and the
+ * first run of each function): a call made alone, the sequential case,
+ * reads no clock (child__dispatch). */
 #define CHILD_QUICK_NS (50 * 1000)
 #define CHILD_BATCH_NS (1000 * 1000)
 /* After a burst, record buffers give back memory above this. */
 #define CHILD_KEEP (256 * 1024)
+/* Contexts of finished calls kept for the next ones, at most: a call's
+ * calloc and free were ~4% of a no-op round trip.  Beyond it they are
+ * freed.  Builds with AddressSanitizer keep none, so that a context used
+ * after its call ended is still reported (child__ctx_release). */
+#define CHILD_CTX_CACHE ACTOR__CHILD_CTX_CACHE
+#if defined(__SANITIZE_ADDRESS__)
+#define CHILD_CTX_CACHE_ON 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CHILD_CTX_CACHE_ON 0
+#endif
+#endif
+#ifndef CHILD_CTX_CACHE_ON
+#define CHILD_CTX_CACHE_ON 1
+#endif
 
 struct child_fn {
   char *name;
@@ -85,13 +110,14 @@ struct child_fn {
 };
 
 struct actor_ctx {
-  struct alist node; /* on c->ctxs */
+  struct alist node; /* on c->ctxs, or on c->ctx_free once finished */
   actor_child *c;
   uint32_t id;
   size_t fidx; /* into c->fns (stable: entries are never removed) */
   const char *fn;
   int in_fn;       /* pins: user code of the call is running, or the
                       runtime holds it (a queued record): never freed then */
+  int mapped;      /* in c->ctxmap (see child__ctx_get) */
   int answered;    /* RETURN/ERROR sent (by the function or the runtime) */
   int released;    /* the function is done with it too */
   int cancelled;   /* the flag the function sees */
@@ -133,21 +159,31 @@ struct actor_child {
   size_t max_frame;
   struct child_fn *fns;
   size_t nfns;
-  struct idmap ctxmap; /* id -> unanswered actor_ctx */
+  struct idmap ctxmap; /* id -> unanswered actor_ctx, but `running` */
+  actor_ctx *running;  /* the call whose function runs now, if any: put in
+                          ctxmap only if it returns unanswered */
   struct idmap early;  /* ids whose CANCEL is queued, not yet dispatched */
   struct alist ctxs;
+  struct alist ctx_free; /* finished contexts for reuse (CHILD_CTX_CACHE) */
+  size_t nctx_free;
   struct abuf rin, rq; /* input records: read / being dispatched */
-  uv_check_t disp_check; /* dispatch after the loop's reads */
+  uv_check_t disp_check; /* dispatch after the loop's reads: always
+                            active, unreferenced (child__check_cb) */
   uv_idle_t disp_idle;   /* ... and soon, for records a yield read */
   uv_idle_t stop_idle;
   int dispatching;
+  int disp_closed; /* disp_check is closing: nothing would dispatch */
   int pumping;   /* a yield is reading the channel */
   int in_chan;   /* in a channel callback (only a log callback could reach
                     user code from there): never pump */
   int broken;    /* a bad frame was read: read no further */
   int stop_seen; /* a STOP was read (perhaps not dispatched yet) */
-  uint64_t last_check; /* child__coarse_ns() of the last input check */
+  uint64_t last_check; /* when input was last looked at (coarse clock, or
+                          the dispatcher's precise one: compare signed) */
   uint64_t out_since;  /* when queued output was first seen unsent */
+  uint64_t yield_clock;   /* the coarse clock at the last read in a yield */
+  unsigned yield_stride;  /* yields from one read to the next */
+  unsigned yield_skip;    /* yields left before the next read */
   int started;
   int stopping;  /* stop processing scheduled or done */
   int got_stop;  /* the parent asked (vs. went away) */
@@ -201,6 +237,7 @@ int actor__child_new_env(actor_child **cp, uv_loop_t *loop,
   }
   actor__log_init(&c->log);
   alist_init(&c->ctxs);
+  alist_init(&c->ctx_free);
   actor__idmap_init(&c->ctxmap);
   actor__idmap_init(&c->early);
   actor__buf_init(&c->rin);
@@ -233,6 +270,11 @@ int actor__child_new_env(actor_child **cp, uv_loop_t *loop,
   c->stop_idle.data = c;
   uv_check_init(loop, &c->disp_check);
   c->disp_check.data = c;
+  /* Started once: starting and stopping it per frame cost more than its
+   * callback finding nothing to do in an iteration without input.  It
+   * does not keep the loop alive, nor make a poll non-blocking. */
+  uv_check_start(&c->disp_check, child__check_cb);
+  uv_unref((uv_handle_t *)&c->disp_check);
   uv_idle_init(loop, &c->disp_idle);
   c->disp_idle.data = c;
   *cp = c;
@@ -315,6 +357,7 @@ static int child__throttle(actor_child *c) {
   r = c->chan.ops->drain(&c->chan, CHILD_LWM);
   /* The wait may have been long: look at the input at the next yield. */
   c->last_check = 0;
+  c->yield_skip = 0;
   if (c->chan.out.len == 0)
     c->out_since = 0;
   return r;
@@ -322,15 +365,9 @@ static int child__throttle(actor_child *c) {
 
 static int child__send(actor_child *c, int kind, uint32_t id,
                        const void *payload, size_t len) {
-  struct actor__msg m;
   if (!child__chan_ok(c))
     return ACTOR_ECLOSED;
-  memset(&m, 0, sizeof(m));
-  m.kind = kind;
-  m.id = id;
-  m.payload = payload;
-  m.payload_len = len;
-  return actor__chan_send(&c->chan, &m);
+  return actor__chan_send_call(&c->chan, kind, id, NULL, 0, payload, len);
 }
 
 static int child__send_error(actor_child *c, uint32_t id, const char *type,
@@ -364,17 +401,60 @@ static int child__send_error(actor_child *c, uint32_t id, const char *type,
 
 /* ---- contexts ------------------------------------------------------------ */
 
+/* A zeroed context, the cache's or a new one. */
+static actor_ctx *child__ctx_new(actor_child *c) {
+  actor_ctx *x;
+  if (c->nctx_free > 0) {
+    x = ALIST_ENTRY(c->ctx_free.next, actor_ctx, node);
+    alist_remove(&x->node);
+    c->nctx_free--;
+    memset(&x->node, 0, sizeof(x->node)); /* the rest was cleared */
+    return x;
+  }
+  return calloc(1, sizeof(*x));
+}
+
+/* The call is over: keep its context for the next call, or free it.  A
+ * cached one is cleared, so that a stale pointer into it finds no call
+ * (c NULL, every flag as a new context's); under ASan none is cached. */
+static void child__ctx_release(actor_child *c, actor_ctx *x) {
+  if (!CHILD_CTX_CACHE_ON || c->nctx_free >= CHILD_CTX_CACHE || c->freeing) {
+    free(x);
+    return;
+  }
+  memset(x, 0, sizeof(*x));
+  alist_insert_tail(&c->ctx_free, &x->node);
+  c->nctx_free++;
+}
+
+size_t actor__child_ctx_cached(const actor_child *c) { return c->nctx_free; }
+
 static void ctx__maybe_free(actor_ctx *x) {
   if (!x->answered || !x->released || x->in_fn)
     return;
   alist_remove(&x->node);
-  free(x);
+  child__ctx_release(x->c, x);
 }
 
 /* Mark answered and forget the id (the parent may reuse it). */
 static void ctx__answered(actor_ctx *x) {
   x->answered = 1;
-  actor__idmap_del(&x->c->ctxmap, x->id);
+  if (x->mapped) {
+    x->mapped = 0;
+    actor__idmap_del(&x->c->ctxmap, x->id);
+  }
+}
+
+/* The unanswered call with this id.  The one whose function is running is
+ * not in the map: most functions answer before they return, and for them
+ * the map's insert and delete were ~4% of a round trip.  (While it runs no
+ * other call can have its id: the parent reuses an id only once it has the
+ * answer, and a CALL read meanwhile is dispatched after it.) */
+static actor_ctx *child__ctx_get(const actor_child *c, uint32_t id) {
+  actor_ctx *x = c->running;
+  if (x != NULL && x->id == id)
+    return x->answered ? NULL : x;
+  return actor__idmap_get(&c->ctxmap, id);
 }
 
 /* Nobody listens for cancellation: answer for the function, so that the
@@ -472,11 +552,24 @@ int actor_ctx_yield(actor_ctx *x, const void *item, size_t len) {
    * and writing: do both ourselves, now and then — read before deciding,
    * send after queueing, so that this item leaves too.  x stays valid:
    * reading runs no user code, and only the runtime's own answers. */
-  now = child__coarse_ns();
-  due = now - c->last_check >= CHILD_CHECK_NS;
-  if (due) {
-    c->last_check = now;
-    child__read_input(c);
+  due = 0;
+  if (c->yield_skip > 0) {
+    c->yield_skip--; /* see CHILD_YIELD_STRIDE */
+  } else {
+    now = child__coarse_ns();
+    if (now == c->yield_clock && c->yield_stride < CHILD_YIELD_STRIDE)
+      c->yield_stride *= 2;
+    else if (now != c->yield_clock)
+      c->yield_stride = 1;
+    c->yield_clock = now;
+    c->yield_skip = c->yield_stride - 1;
+    /* Signed: last_check may come from the precise clock (the
+     * dispatcher's), which runs up to a tick ahead of the coarse one. */
+    due = (int64_t)(now - c->last_check) >= (int64_t)CHILD_CHECK_NS;
+    if (due) {
+      c->last_check = now;
+      child__read_input(c);
+    }
   }
   if (ctx__is_cancelled(x) || x->answered) {
     x->cancelled = 1;
@@ -527,22 +620,19 @@ static int child__queue(actor_child *c, const struct child_rec *rec,
   size_t need = sizeof(*rec) + alen + blen;
   char *p;
 
-  if (c->freeing || uv_is_closing((uv_handle_t *)&c->disp_check))
+  if (c->freeing || c->disp_closed)
     return ACTOR_ECLOSED; /* nothing would dispatch it */
   if (actor__buf_reserve(&c->rin, need))
     return -ENOMEM;
   p = actor__buf_tail(&c->rin);
   memcpy(p, rec, sizeof(*rec));
-  if (alen)
-    memcpy(p + sizeof(*rec), a, alen);
-  if (blen)
-    memcpy(p + sizeof(*rec) + alen, b, blen);
+  actor__copy_small(p + sizeof(*rec), a, alen);
+  actor__copy_small(p + sizeof(*rec) + alen, b, blen);
   c->rin.len += need;
   /* The check handle dispatches in this loop iteration, right after the
    * reads.  Records a yield read outside the dispatcher (a function
    * answering from a timer) also start the idle handle, so that the loop
    * does not sleep on them if this iteration's check phase has passed. */
-  uv_check_start(&c->disp_check, child__check_cb);
   if (c->pumping && !c->dispatching)
     uv_idle_start(&c->disp_idle, child__idle_cb);
   return 0;
@@ -554,7 +644,7 @@ static void child__schedule_stop(actor_child *c, int asked);
  * before the record is dispatched.  For a call not started yet (its CALL
  * is queued too), the id is remembered until then. */
 static void child__note_cancel(actor_child *c, uint32_t id) {
-  actor_ctx *x = actor__idmap_get(&c->ctxmap, id);
+  actor_ctx *x = child__ctx_get(c, id);
   if (x != NULL)
     x->cancelled = 1;
   else if (id != 0)
@@ -579,8 +669,7 @@ static int child__on_frame(struct actor__chan *ch, const char *body,
   if (c->broken)
     return 0;
   memset(&rec, 0, sizeof(rec));
-  memset(&m, 0, sizeof(m));
-  r = actor__msg_decode(&m, body, len);
+  r = actor__msg_decode(&m, body, len); /* (which zeroes m first) */
   rec.kind = m.kind;
   rec.id = m.id;
   if (r == ACTOR_EDEPTH) {
@@ -593,7 +682,7 @@ static int child__on_frame(struct actor__chan *ch, const char *body,
              ACTOR__MAX_DEPTH);
     if (m.kind == ACTOR__MSG_CALL)
       child__send_error(c, m.id, ACTOR__ERRTYPE_TOODEEP, msg, "");
-    else if ((x = actor__idmap_get(&c->ctxmap, m.id)) != NULL)
+    else if ((x = child__ctx_get(c, m.id)) != NULL)
       ctx__lost_item_as(x, ACTOR__ERRTYPE_TOODEEP, msg);
     return 0;
   }
@@ -676,7 +765,7 @@ static int child__on_oversize(struct actor__chan *ch, int kind, uint32_t id,
   if (kind == ACTOR__MSG_ITEM && id != 0 && !c->broken) {
     memset(&rec, 0, sizeof(rec));
     rec.id = id;
-    x = actor__idmap_get(&c->ctxmap, id); /* only unanswered calls */
+    x = child__ctx_get(c, id); /* only unanswered calls */
     if (x != NULL) {
       /* At once, so that a running function's yield sees it; its cancel
        * callback runs from the dispatcher (user code never runs here). */
@@ -744,11 +833,30 @@ static void child__read_input(actor_child *c) {
 
 /* ---- dispatch ------------------------------------------------------------ */
 
+/* Names are short: two overlapping 4-byte loads (or a byte loop) beat a
+ * call to memcmp. */
+static int child__same(const char *a, const char *b, size_t n) {
+  uint32_t a0, a1, b0, b1;
+  if (n > 8 || n < 4) {
+    if (n > 8)
+      return memcmp(a, b, n) == 0;
+    for (size_t i = 0; i < n; i++)
+      if (a[i] != b[i])
+        return 0;
+    return 1;
+  }
+  memcpy(&a0, a, 4);
+  memcpy(&a1, a + n - 4, 4);
+  memcpy(&b0, b, 4);
+  memcpy(&b1, b + n - 4, 4);
+  return a0 == b0 && a1 == b1;
+}
+
 static long child__find_fn(const actor_child *c, const char *name,
                            size_t len) {
   size_t i;
   for (i = 0; i < c->nfns; i++)
-    if (c->fns[i].len == len && memcmp(c->fns[i].name, name, len) == 0)
+    if (c->fns[i].len == len && child__same(c->fns[i].name, name, len))
       return (long)i;
   return -1;
 }
@@ -773,14 +881,13 @@ static void child__on_call(actor_child *c, const struct child_rec *rec,
     return;
   }
   /* (Id 0 never gets here: the decoder refuses it for a CALL.) */
-  if (actor__idmap_get(&c->ctxmap, rec->id) != NULL) {
+  if (child__ctx_get(c, rec->id) != NULL) {
     child__send_error(c, rec->id, ACTOR__ERRTYPE_BADFRAME,
                       "call id already in use", "");
     return;
   }
-  x = calloc(1, sizeof(*x));
-  if (x == NULL || actor__idmap_put(&c->ctxmap, rec->id, x)) {
-    free(x);
+  x = child__ctx_new(c);
+  if (x == NULL) {
     child__send_error(c, rec->id, ACTOR__ERRTYPE_FAILED, "out of memory", "");
     return;
   }
@@ -790,11 +897,13 @@ static void child__on_call(actor_child *c, const struct child_rec *rec,
   x->fidx = (size_t)fidx;
   x->fn = f->name;
   /* Its CANCEL was read with it, before it could be marked. */
-  if (actor__idmap_get(&c->early, rec->id) != NULL)
+  if (c->early.count > 0 && actor__idmap_get(&c->early, rec->id) != NULL)
     x->cancelled = 1;
   alist_insert_tail(&c->ctxs, &x->node);
   x->in_fn++;
+  c->running = x;
   r = f->fn(x, args, rec->pl_len, f->arg);
+  c->running = NULL;
   x->in_fn--; /* a record read meanwhile may pin it too */
   if (r < 0 && !x->released) {
     /* The codes the parent knows by type keep their meaning. */
@@ -805,12 +914,23 @@ static void child__on_call(actor_child *c, const struct child_rec *rec,
                     actor_strerror(r), "");
     return;
   }
+  if (!x->answered) {
+    if (actor__idmap_put(&c->ctxmap, x->id, x) == 0) {
+      x->mapped = 1;
+    } else {
+      /* It could not be found again (its items, its CANCEL): end it now;
+       * the function's own answer, later, is refused. */
+      child__send_error(c, x->id, ACTOR__ERRTYPE_FAILED, "out of memory",
+                        "");
+      ctx__answered(x);
+    }
+  }
   ctx__maybe_free(x);
 }
 
 static void child__on_item(actor_child *c, const struct child_rec *rec,
                            const char *data) {
-  actor_ctx *x = actor__idmap_get(&c->ctxmap, rec->id);
+  actor_ctx *x = child__ctx_get(c, rec->id);
 
   if (x == NULL || x->answered)
     return; /* the call is over; items in flight are dropped */
@@ -840,17 +960,17 @@ static long child__rec_fn(const actor_child *c, const struct child_rec *rec,
     return child__find_fn(c, data, rec->fn_len);
   case ACTOR__MSG_ITEM:
   case ACTOR__MSG_END:
-    x = actor__idmap_get(&c->ctxmap, rec->id);
+    x = child__ctx_get(c, rec->id);
     return x && x->item_cb ? (long)x->fidx : -1;
   case ACTOR__MSG_CANCEL:
-    x = actor__idmap_get(&c->ctxmap, rec->id);
+    x = child__ctx_get(c, rec->id);
     return x && x->cancel_cb && !x->cancel_done ? (long)x->fidx : -1;
   case CHILD_REC_TELL:
     x = rec->x;
     return x->cancel_cb && !x->cancel_done && !x->released ? (long)x->fidx
                                                             : -1;
   case CHILD_REC_OVERSIZE:
-    x = actor__idmap_get(&c->ctxmap, rec->id);
+    x = child__ctx_get(c, rec->id);
     return x && x->cancel_cb && !x->cancel_done ? (long)x->fidx : -1;
   default:
     return -1;
@@ -871,7 +991,7 @@ static void child__run(actor_child *c, const struct child_rec *rec,
     break;
   case ACTOR__MSG_CANCEL:
     actor__idmap_del(&c->early, rec->id);
-    x = actor__idmap_get(&c->ctxmap, rec->id);
+    x = child__ctx_get(c, rec->id);
     if (x != NULL) {
       x->in_fn++;
       ctx__cancel(x);
@@ -890,7 +1010,7 @@ static void child__run(actor_child *c, const struct child_rec *rec,
     ctx__maybe_free(x);
     break;
   case CHILD_REC_OVERSIZE:
-    x = actor__idmap_get(&c->ctxmap, rec->id);
+    x = child__ctx_get(c, rec->id);
     if (x == NULL || x->answered) {
       actor__logf(&c->log, ACTOR_LOG_WARN,
                   "oversized item (%llu bytes) for call %u, which is not in "
@@ -942,17 +1062,28 @@ static void child__drop_records(actor_child *c, struct abuf *b) {
 static void child__dispatch(actor_child *c) {
   struct child_rec rec;
   const char *data;
-  uint64_t t0, t1;
+  uint64_t t0 = 0, now = 0;
   long fidx;
-  int broken;
+  int broken, timed, fresh = 0; /* fresh: `now` is the time */
 
   if (c->dispatching)
     return;
   c->dispatching = 1;
-  if (c->chan.out.len == 0)
+  /* Sends made from here on only queue: the answers leave between records
+   * when one must not wait (below), and all together at the end, without
+   * scheduling the channel's flush per send. */
+  c->chan.corked = 1;
+  /* At most one clock read per record, and none for a record run while
+   * nothing waits to be sent: the time a timed record's code ended is when
+   * the next one starts (nothing between them runs user code or waits,
+   * but the throttle, after which the clock is read again). */
+  if (c->chan.out.len == 0) {
     c->out_since = 0;
-  else if (c->out_since == 0)
-    c->out_since = uv_hrtime();
+  } else if (c->out_since == 0) {
+    now = uv_hrtime();
+    fresh = 1;
+    c->out_since = now;
+  }
   for (;;) {
     if (c->rq.len == 0) {
       struct abuf t;
@@ -965,47 +1096,74 @@ static void child__dispatch(actor_child *c) {
     memcpy(&rec, actor__buf_data(&c->rq), sizeof(rec));
     data = actor__buf_data(&c->rq) + sizeof(rec);
     fidx = child__rec_fn(c, &rec, data);
-    t0 = uv_hrtime();
-    /* An answer must not wait for other calls' work: unless the code about
-     * to run is known to be quick (and the batch is young), send what is
-     * queued first. */
-    if (fidx >= 0 && c->chan.out.len > 0 &&
-        (c->fns[fidx].last_ns >= CHILD_QUICK_NS ||
-         t0 - c->out_since >= CHILD_BATCH_NS)) {
-      child__flush(c);
-      t0 = uv_hrtime();
+    timed = fidx >= 0 && (c->chan.out.len > 0 ||
+                          c->fns[fidx].last_ns == UINT64_MAX);
+    if (timed) {
+      if (!fresh)
+        now = uv_hrtime();
+      t0 = now;
+      if (c->chan.out.len > 0 && c->out_since == 0)
+        c->out_since = now; /* queued by an untimed record */
+      /* An answer must not wait for other calls' work: unless the code
+       * about to run is known to be quick (and the batch is young), send
+       * what is queued first. */
+      if (c->chan.out.len > 0 &&
+          (c->fns[fidx].last_ns >= CHILD_QUICK_NS ||
+           t0 - c->out_since >= CHILD_BATCH_NS)) {
+        child__flush(c);
+        t0 = uv_hrtime();
+      }
+      /* The loop has just read: the function's first yield need not. */
+      c->last_check = t0;
+    } else {
+      /* The same from the loop's own clock (milliseconds, read when its
+       * poll returned: at most that much earlier, so never later). */
+      c->last_check = uv_now(c->loop) * 1000000u;
     }
-    c->last_check = child__coarse_ns();
+    c->yield_skip = 0; /* a new function's first yield reads the clock */
+    c->yield_stride = 1;
     child__run(c, &rec, data, fidx);
-    t1 = uv_hrtime();
-    if (fidx >= 0)
-      c->fns[fidx].last_ns = t1 - t0;
+    fresh = timed;
+    if (timed) {
+      now = uv_hrtime();
+      c->fns[fidx].last_ns = now - t0;
+      if (c->chan.out.len > 0 && c->out_since == 0)
+        c->out_since = now;
+    }
     broken = rec.kind == CHILD_REC_BROKEN;
     actor__buf_consume(&c->rq, sizeof(rec) + rec.fn_len + rec.pl_len);
-    if (c->chan.out.len > 0 && c->out_since == 0)
-      c->out_since = t1;
-    child__throttle(c);
+    if (c->chan.out.len > CHILD_HWM) {
+      child__throttle(c);
+      fresh = 0; /* the wait is nobody's run time */
+    }
     if (broken) {
       child__drop_records(c, &c->rq);
       child__drop_records(c, &c->rin);
     }
   }
-  actor__buf_trim(&c->rq, CHILD_KEEP);
-  actor__buf_trim(&c->rin, CHILD_KEEP);
-  uv_check_stop(&c->disp_check);
+  if (c->rq.cap > CHILD_KEEP)
+    actor__buf_trim(&c->rq, CHILD_KEEP);
+  if (c->rin.cap > CHILD_KEEP)
+    actor__buf_trim(&c->rin, CHILD_KEEP);
   uv_idle_stop(&c->disp_idle);
   c->dispatching = 0;
-  /* The answers leave now rather than at the next iteration's idle. */
+  c->chan.corked = 0;
+  /* The answers leave now, in one send. */
   child__flush(c);
 }
 
-static void child__check_cb(uv_check_t *h) { child__dispatch(h->data); }
+static void child__check_cb(uv_check_t *h) {
+  actor_child *c = h->data;
+  if (c->rq.len > 0 || c->rin.len > 0)
+    child__dispatch(c);
+}
 static void child__idle_cb(uv_idle_t *h) { child__dispatch(h->data); }
 
 /* ---- stopping and closing ------------------------------------------------ */
 
 static void child__close_handle(actor_child *c, uv_handle_t *h);
 static void child__close_chan(actor_child *c);
+static void child__close_disp(actor_child *c);
 
 /* Cancel every call in progress.  The callbacks may answer, and so free,
  * any other context (or start nothing new: CALLs are refused now), so the
@@ -1051,7 +1209,7 @@ static void child__stop_idle(uv_idle_t *h) {
     c->chan.ops->drain(&c->chan, 0);
   child__close_chan(c);
   child__close_handle(c, (uv_handle_t *)&c->stop_idle);
-  child__close_handle(c, (uv_handle_t *)&c->disp_check);
+  child__close_disp(c);
   child__close_handle(c, (uv_handle_t *)&c->disp_idle);
 }
 
@@ -1083,16 +1241,22 @@ int actor_child_run(actor_child *c) {
   return c->got_stop ? 0 : 3;
 }
 
+static void child__free_ctxs(struct alist *l) {
+  while (!alist_empty(l)) {
+    struct alist *n = l->next;
+    alist_remove(n);
+    free(ALIST_ENTRY(n, actor_ctx, node));
+  }
+}
+
 static void child__release(actor_child *c) {
   size_t i;
 
   child__drop_records(c, &c->rq);
   child__drop_records(c, &c->rin);
-  while (!alist_empty(&c->ctxs)) {
-    struct alist *n = c->ctxs.next;
-    alist_remove(n);
-    free(ALIST_ENTRY(n, actor_ctx, node));
-  }
+  child__free_ctxs(&c->ctxs);
+  child__free_ctxs(&c->ctx_free);
+  c->nctx_free = 0;
   actor__buf_fini(&c->rq);
   actor__buf_fini(&c->rin);
   actor__idmap_fini(&c->ctxmap);
@@ -1121,6 +1285,12 @@ static void child__close_handle(actor_child *c, uv_handle_t *h) {
   uv_close(h, child__handle_closed);
 }
 
+/* The dispatcher's check handle; nothing is queued after this. */
+static void child__close_disp(actor_child *c) {
+  c->disp_closed = 1;
+  child__close_handle(c, (uv_handle_t *)&c->disp_check);
+}
+
 static void child__close_chan(actor_child *c) {
   if (!c->chan_open || c->chan.closing)
     return;
@@ -1145,7 +1315,7 @@ void actor_child_free(actor_child *c) {
   c->freeing = 1;
   child__close_chan(c);
   child__close_handle(c, (uv_handle_t *)&c->stop_idle);
-  child__close_handle(c, (uv_handle_t *)&c->disp_check);
+  child__close_disp(c);
   child__close_handle(c, (uv_handle_t *)&c->disp_idle);
   if (!c->owns_loop) {
     /* Not our loop: we must not run it.  Free now if nothing is closing,

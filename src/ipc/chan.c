@@ -74,6 +74,7 @@ int actor__chan_send(struct actor__chan *ch, const struct actor__msg *m) {
   r = actor__msg_encode(&ch->out, m, ch->framer.max_frame);
   if (r)
     return r;
-  ch->ops->kick(ch);
+  if (!ch->corked)
+    ch->ops->kick(ch);
   return 0;
 }

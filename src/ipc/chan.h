@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "libactor/actor.h"
 #include "proto/codec.h"
 #include "util/buf.h"
 
@@ -71,6 +72,8 @@ struct actor__chan {
   int hold;          /* keep `out` queued (parent: until HELLO) */
   int closing;
   int want_drain;    /* tell on_drain when queued() <= drain_lwm */
+  int corked;        /* sends only queue: the owner flushes (ops->flush)
+                        before it returns to the loop, and clears this */
   size_t drain_lwm;
   /* Optional, set by the owner: a counter the transport increments while
    * a flush of `out` is scheduled for later in the loop iteration and
@@ -93,6 +96,22 @@ void actor__chan_signal_eof(struct actor__chan *ch, int err);
 
 /* Encode one message onto the channel and schedule its flush. */
 int actor__chan_send(struct actor__chan *ch, const struct actor__msg *m);
+/* The same from a call message's parts (actor__msg_encode_call); inline:
+ * the send path of every call and stream item. */
+static inline int actor__chan_send_call(struct actor__chan *ch, int kind,
+                                        uint32_t id, const char *fn,
+                                        size_t fn_n, const void *payload,
+                                        size_t len) {
+  int r;
+  if (ch->closing)
+    return ACTOR_ECLOSED;
+  r = actor__msg_encode_call(&ch->out, kind, id, fn, fn_n,
+                             (const char *)payload, len,
+                             ch->framer.max_frame);
+  if (r == 0 && !ch->corked)
+    ch->ops->kick(ch);
+  return r;
+}
 
 static inline void actor__chan_kick(struct actor__chan *ch) {
   ch->ops->kick(ch);

@@ -45,6 +45,7 @@ struct stream {
   int fd;
   uv_poll_t poll;
   uv_prepare_t flush; /* a flush scheduled before the next poll */
+  int flush_on;       /* `flush` is started (cheaper than uv_is_active) */
   int events;    /* UV_READABLE/UV_WRITABLE currently watched */
   int write_err; /* the peer stopped reading (-EPIPE...) */
   int pending_close;
@@ -106,8 +107,9 @@ static int stream__flush(struct actor__chan *ch) {
 static void stream__flush_cb(uv_prepare_t *h);
 
 static void stream__unschedule(struct actor__chan *ch) {
-  if (!uv_is_active((uv_handle_t *)&ST(ch)->flush))
+  if (!ST(ch)->flush_on)
     return;
+  ST(ch)->flush_on = 0;
   uv_prepare_stop(&ST(ch)->flush);
   if (ch->flush_waiting != NULL)
     --*ch->flush_waiting;
@@ -123,8 +125,9 @@ static void stream__flush_cb(uv_prepare_t *h) {
 static void stream__kick(struct actor__chan *ch) {
   if (ch->closing || ch->hold || ch->out.len == 0)
     return;
-  if (uv_is_active((uv_handle_t *)&ST(ch)->flush))
+  if (ST(ch)->flush_on)
     return;
+  ST(ch)->flush_on = 1;
   uv_prepare_start(&ST(ch)->flush, stream__flush_cb);
   if (ch->flush_waiting != NULL)
     ++*ch->flush_waiting;

@@ -50,6 +50,96 @@ static int codec__nelems(int kind) {
   }
 }
 
+/* The envelope's unsigned integers and string headers in the smallest
+ * encoding, exactly as msgpack-c's packer writes them (so that either
+ * encoder gives the same bytes). */
+static unsigned char *codec__put_uint(unsigned char *t, uint32_t v) {
+  if (v <= 0x7f) {
+    *t++ = (unsigned char)v;
+  } else if (v <= 0xff) {
+    *t++ = 0xcc;
+    *t++ = (unsigned char)v;
+  } else if (v <= 0xffff) {
+    *t++ = 0xcd;
+    *t++ = (unsigned char)(v >> 8);
+    *t++ = (unsigned char)v;
+  } else {
+    *t++ = 0xce;
+    *t++ = (unsigned char)(v >> 24);
+    *t++ = (unsigned char)(v >> 16);
+    *t++ = (unsigned char)(v >> 8);
+    *t++ = (unsigned char)v;
+  }
+  return t;
+}
+
+static unsigned char *codec__put_str(unsigned char *t,
+                                     const struct actor__str *s) {
+  size_t n = s->n;
+  if (n < 32) {
+    *t++ = (unsigned char)(0xa0 | n);
+  } else if (n < 256) {
+    *t++ = 0xd9;
+    *t++ = (unsigned char)n;
+  } else if (n < 65536) {
+    *t++ = 0xda;
+    *t++ = (unsigned char)(n >> 8);
+    *t++ = (unsigned char)n;
+  } else {
+    *t++ = 0xdb;
+    *t++ = (unsigned char)(n >> 24);
+    *t++ = (unsigned char)(n >> 16);
+    *t++ = (unsigned char)(n >> 8);
+    *t++ = (unsigned char)n;
+  }
+  actor__copy_small(t, s->p, n);
+  return t + n;
+}
+
+int actor__msg_encode_call(struct abuf *out, int kind, uint32_t id,
+                           const char *fn, size_t fn_n, const char *payload,
+                           size_t len, size_t max_frame) {
+  static const char nil = (char)0xc0;
+  struct actor__str name;
+  size_t body;
+  unsigned char *hdr, *t;
+
+  if (len > max_frame || fn_n > max_frame)
+    return ACTOR_E2BIG;
+  if (kind != ACTOR__MSG_CALL && kind != ACTOR__MSG_RETURN &&
+      kind != ACTOR__MSG_ITEM) {
+    len = 0;
+  } else if (len == 0) {
+    payload = &nil;
+    len = 1;
+  }
+  /* header, array, kind, id (5), str header (5), fn, payload */
+  if (actor__buf_room(out) < ACTOR__FRAME_HDR + 12 + fn_n + len &&
+      actor__buf_reserve(out, ACTOR__FRAME_HDR + 12 + fn_n + len))
+    return -ENOMEM;
+  hdr = (unsigned char *)actor__buf_tail(out);
+  t = hdr + ACTOR__FRAME_HDR;
+  *t++ = (unsigned char)(0x90 | codec__nelems(kind));
+  *t++ = (unsigned char)kind;
+  t = codec__put_uint(t, id);
+  if (kind == ACTOR__MSG_CALL) {
+    name.p = fn;
+    name.n = fn_n;
+    t = codec__put_str(t, &name);
+  }
+  actor__copy_small(t, payload, len);
+  t += len;
+  body = (size_t)(t - hdr) - ACTOR__FRAME_HDR;
+  if (body > max_frame)
+    return ACTOR_E2BIG; /* nothing appended: out->len is unchanged */
+  hdr[0] = (unsigned char)(body >> 24);
+  hdr[1] = (unsigned char)(body >> 16);
+  hdr[2] = (unsigned char)(body >> 8);
+  hdr[3] = (unsigned char)body;
+  out->len += ACTOR__FRAME_HDR + body;
+  return 0;
+}
+
 int actor__msg_encode(struct abuf *out, const struct actor__msg *m,
                       size_t max_frame) {
   msgpack_packer pk;
@@ -57,6 +147,14 @@ int actor__msg_encode(struct abuf *out, const struct actor__msg *m,
   unsigned char *hdr;
   static const char nil = (char)0xc0;
 
+  /* (A message carrying parts its kind does not encode gets the general
+   * path's checks of every part.) */
+  if (m->kind != ACTOR__MSG_HELLO && m->kind != ACTOR__MSG_ERROR &&
+      (unsigned)m->kind < ACTOR__MSG_KINDS &&
+      (m->type.n | m->message.n | m->traceback.n | m->name.n |
+       m->backend.n) == 0)
+    return actor__msg_encode_call(out, m->kind, m->id, m->fn.p, m->fn.n,
+                                  m->payload, m->payload_len, max_frame);
   /* No part may exceed the frame on its own; checked first, so that the
    * sum below cannot wrap (max_frame < 2^32, six parts: < 2^35, which only
    * a 32-bit size_t could not hold — hence the 64-bit sum). */
@@ -406,6 +504,9 @@ static int codec__skip(const unsigned char *s, size_t len, size_t *posp,
 int actor__msgpack_check(const char *p, size_t len) {
   size_t pos = 0;
   int deep = 0;
+  /* One scalar (a nil, a number, a short string): the common argument. */
+  if (len > 0 && codec__fixed[(unsigned char)p[0]] == len)
+    return 0;
   if (len == 0 ||
       codec__skip((const unsigned char *)p, len, &pos, ACTOR__MAX_DEPTH,
                   &deep) ||
@@ -486,6 +587,76 @@ static int codec__envelope(const unsigned char *p, size_t len,
   return pos == len ? 0 : -1;
 }
 
+/* The frames of every call as the libactor encoders write them, read in
+ * one straight pass: a fixarray of exactly the kind's elements, the kind a
+ * fixint, the id a fixint or uint8/16/32, a CALL's name a fixstr or str8,
+ * and a payload that is one scalar or a value the walker finds well formed
+ * and not too deep.  1 and m filled in (m zeroed by the caller), or 0: not
+ * such a frame (or a bad one): the general path decides, with the same
+ * result for every frame this one accepts. */
+static int codec__decode_call(struct actor__msg *m, const unsigned char *p,
+                              size_t len) {
+  size_t pos, end, h, n, w;
+  unsigned k;
+  uint32_t id;
+  int deep = 0;
+
+  /* The array header each kind has here (none for HELLO and ERROR). */
+  static const uint16_t hdr[ACTOR__MSG_KINDS] = {0x100, 0x94, 0x93, 0x100,
+                                                 0x93,  0x92, 0x92, 0x92};
+
+  if (len < 3 || p[1] >= ACTOR__MSG_KINDS || p[0] != hdr[p[1]])
+    return 0;
+  k = p[1];
+  /* The id: a fixint, or uint8/16/32 (1 << (b - 0xcc) bytes). */
+  if (p[2] <= 0x7f)
+    w = 0;
+  else if (p[2] >= 0xcc && p[2] <= 0xce)
+    w = (size_t)1 << (p[2] - 0xcc);
+  else
+    return 0;
+  pos = 3 + w;
+  if (len < pos)
+    return 0;
+  id = w ? (uint32_t)codec__be(p + 3, (int)w) : p[2];
+  if ((id == 0) != (k == ACTOR__MSG_STOP))
+    return 0;
+  m->kind = (int)k;
+  m->id = id;
+  if (k == ACTOR__MSG_END || k == ACTOR__MSG_CANCEL || k == ACTOR__MSG_STOP)
+    return pos == len;
+  if (k == ACTOR__MSG_CALL) {
+    if (pos >= len)
+      return 0;
+    if ((p[pos] & 0xe0) == 0xa0) {
+      h = 1;
+      n = p[pos] & 0x1f;
+    } else if (p[pos] == 0xd9 && len - pos >= 2) {
+      h = 2;
+      n = p[pos + 1];
+    } else {
+      return 0;
+    }
+    if (len - pos - h < n)
+      return 0;
+    m->fn.p = (const char *)p + pos + h;
+    m->fn.n = n;
+    pos += h + n;
+  }
+  if (pos >= len)
+    return 0;
+  if (codec__fixed[p[pos]] != len - pos) {
+    end = pos;
+    if (codec__fixed[p[pos]] != 0 ||
+        codec__skip(p, len, &end, ACTOR__MAX_DEPTH, &deep) || end != len ||
+        deep)
+      return 0;
+  }
+  m->payload = (const char *)p + pos;
+  m->payload_len = len - pos;
+  return 1;
+}
+
 int actor__msg_decode(struct actor__msg *m, const char *body, size_t len) {
   const unsigned char *p = (const unsigned char *)body;
   struct codec__env v;
@@ -493,6 +664,9 @@ int actor__msg_decode(struct actor__msg *m, const char *body, size_t len) {
   size_t pay;
   int need;
 
+  memset(m, 0, sizeof(*m));
+  if (codec__decode_call(m, p, len))
+    return 0;
   memset(m, 0, sizeof(*m));
   m->kind = -1;
   /* The envelope is one level: the payload may nest ACTOR__MAX_DEPTH. */

@@ -12,6 +12,7 @@
 #include <msgpack.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "util/buf.h"
 
@@ -66,11 +67,45 @@ struct actor__msg {
 #define ACTOR__ERRTYPE_FAILED "libactor.Failed"
 #define ACTOR__ERRTYPE_TOODEEP "libactor.TooDeep"
 
+/* A copy of the envelope's small parts without a call to memcpy: names
+ * and payloads of a few bytes are the common case (two overlapping moves
+ * of 4 or 8 bytes; a 9-byte uint64 item, a 4-byte name). */
+static inline void actor__copy_small(void *dst, const void *src, size_t n) {
+  unsigned char *t = (unsigned char *)dst;
+  const unsigned char *s = (const unsigned char *)src;
+  uint64_t a, b;
+  uint32_t c, d;
+  if (n > 16) {
+    memcpy(t, s, n);
+  } else if (n >= 8) {
+    memcpy(&a, s, 8);
+    memcpy(&b, s + n - 8, 8);
+    memcpy(t, &a, 8);
+    memcpy(t + n - 8, &b, 8);
+  } else if (n >= 4) {
+    memcpy(&c, s, 4);
+    memcpy(&d, s + n - 4, 4);
+    memcpy(t, &c, 4);
+    memcpy(t + n - 4, &d, 4);
+  } else {
+    for (size_t i = 0; i < n; i++)
+      t[i] = s[i];
+  }
+}
+
 /* Encode one frame at the end of `out`.  The payload (if the kind has one)
  * must be one msgpack value; NULL/0 encodes nil.  Returns 0, ACTOR_E2BIG if
  * the frame would exceed max_frame (nothing is appended), or -ENOMEM. */
 int actor__msg_encode(struct abuf *out, const struct actor__msg *m,
                       size_t max_frame);
+
+/* The same for a message with no name, type or text part (RETURN, ITEM,
+ * END, CANCEL, STOP) or a CALL (fn, fn_n: its function), from its parts:
+ * the send path of every call, without building an actor__msg.  A kind
+ * without a payload ignores payload/len; NULL/0 encodes nil. */
+int actor__msg_encode_call(struct abuf *out, int kind, uint32_t id,
+                           const char *fn, size_t fn_n, const char *payload,
+                           size_t len, size_t max_frame);
 
 /* Decode the frame body (without its length prefix).  Strings and payload
  * point into `body`; nothing is allocated and no msgpack object is built.

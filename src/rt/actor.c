@@ -88,7 +88,8 @@ static actor_call *call__alloc(actor_rt *rt) {
 static void call__free(actor_rt *rt, actor_call *c) {
   if (c->fn != c->fn_inline)
     free(c->fn);
-  free(c->err);
+  if (c->err != NULL) /* (only a failed call has one) */
+    free(c->err);
   if (rt->nfree_calls < FREE_CALLS_MAX) {
     alist_insert_tail(&rt->free_calls, &c->node);
     rt->nfree_calls++;
@@ -125,6 +126,8 @@ static void call__done(actor_call *c, int status, const char *data,
                        size_t len) {
   actor *a = c->a;
   actor__idmap_del(&a->calls, c->id);
+  if (a->rx_call == c)
+    a->rx_call = NULL;
   if (c->cb != NULL)
     c->cb(c, ACTOR_EV_DONE, status, data, len, c->arg);
   call__free(a->rt, c);
@@ -398,7 +401,11 @@ static int parent__on_frame(struct actor__chan *ch, const char *body,
                          m.kind);
     return 1;
   }
-  c = actor__idmap_get(&a->calls, m.id);
+  /* A stream's items all name the same call: the last one found is
+   * tried first (call__done forgets it). */
+  c = a->rx_call;
+  if (c == NULL || c->id != m.id)
+    c = a->rx_call = actor__idmap_get(&a->calls, m.id);
   if (c == NULL) {
     /* A late answer to a call that already completed here (it was refused
      * as oversized, say).  Harmless. */
@@ -843,7 +850,6 @@ int actor_call_start(actor *a, const char *fn, const void *args,
                      size_t args_len, actor_call_cb cb, void *arg,
                      actor_call **cp) {
   actor_rt *rt = a->rt;
-  struct actor__msg m;
   actor_call *c;
   size_t fnlen;
   int r;
@@ -872,30 +878,31 @@ int actor_call_start(actor *a, const char *fn, const void *args,
   c->cb = cb;
   c->arg = arg;
   if (fnlen < sizeof(c->fn_inline)) {
-    memcpy(c->fn_inline, fn, fnlen + 1);
+    actor__copy_small(c->fn_inline, fn, fnlen + 1);
     c->fn = c->fn_inline;
   } else if ((c->fn = strdup(fn)) == NULL) {
     c->fn = c->fn_inline;
     call__free(rt, c);
     return -ENOMEM;
   }
-  /* Ids are per actor, never 0, and skip any still in use after wrapping. */
-  do
+  /* Ids are per actor, never 0, and skip any still in use after wrapping
+   * (before the counter first wraps, no id it gives can be in use). */
+  do {
     c->id = ++a->next_call_id;
-  while (c->id == 0 || actor__idmap_get(&a->calls, c->id) != NULL);
+    if (c->id == 0)
+      a->call_ids_wrapped = 1;
+  } while (c->id == 0 ||
+           (a->call_ids_wrapped && actor__idmap_get(&a->calls, c->id)));
 
-  memset(&m, 0, sizeof(m));
-  m.kind = ACTOR__MSG_CALL;
-  m.id = c->id;
-  m.fn.p = fn;
-  m.fn.n = fnlen;
-  m.payload = args;
-  m.payload_len = args_len;
   r = actor__idmap_put(&a->calls, c->id, c);
   if (r == 0) {
-    r = actor__chan_send(&a->chan, &m);
-    if (r)
+    r = actor__chan_send_call(&a->chan, ACTOR__MSG_CALL, c->id, fn, fnlen,
+                              args, args_len);
+    if (r) {
       actor__idmap_del(&a->calls, c->id);
+      if (a->rx_call == c)
+        a->rx_call = NULL;
+    }
   }
   if (r) {
     if (r == ACTOR_E2BIG)
@@ -915,16 +922,10 @@ int actor_call_start(actor *a, const char *fn, const void *args,
  * calls of a dead actor) it is closed, or closing, and its buffers gone. */
 static int call__send_simple(actor_call *c, int kind, const void *p,
                              size_t n) {
-  struct actor__msg m;
   actor *a = c->a;
   if (!actor__chan_usable(a))
     return ACTOR_ECLOSED;
-  memset(&m, 0, sizeof(m));
-  m.kind = kind;
-  m.id = c->id;
-  m.payload = p;
-  m.payload_len = n;
-  return actor__chan_send(&a->chan, &m);
+  return actor__chan_send_call(&a->chan, kind, c->id, NULL, 0, p, n);
 }
 
 int actor_call_send(actor_call *c, const void *item, size_t len) {

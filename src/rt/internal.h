@@ -123,6 +123,8 @@ struct actor {
 
   struct idmap calls;
   uint32_t next_call_id;
+  int call_ids_wrapped; /* next_call_id has passed 2^32 - 1 once */
+  actor_call *rx_call;  /* the call the last frame read was for (in calls) */
 
   uv_timer_t timer; /* hello deadline, then the stop escalation */
   int timer_closed;
@@ -187,6 +189,10 @@ int actor__child_new_env(actor_child **cp, uv_loop_t *loop,
  * still there, and remove the LIBACTOR_* variables from the environment.
  * ACTOR_ENOTCHILD when this process was not started as an actor. */
 int actor__child_env_take(struct actor__child_env *e);
+/* Finished call contexts the child keeps for reuse, at most
+ * ACTOR__CHILD_CTX_CACHE (none in AddressSanitizer builds). */
+#define ACTOR__CHILD_CTX_CACHE 64
+size_t actor__child_ctx_cached(const actor_child *c);
 void actor__child_env_free(struct actor__child_env *e);
 /* The HELLO a child says first. */
 void actor__msg_hello(struct actor__msg *m, const char *backend,
