@@ -16,6 +16,7 @@ event queue").  Runs of the loop are driven in one of three ways:
             for the fd (trio.lowlevel.wait_readable) or the timeout.
 """
 import collections
+import errno
 import os
 import select
 import threading
@@ -39,9 +40,32 @@ _END = lib.ACTOR_EV_END
 _DONE = lib.ACTOR_EV_DONE
 _buffer = ffi.buffer
 _string = ffi.string
+_unpackb = ffi.unpack
 _cast = ffi.cast
+_NULL = ffi.NULL
 _now = time.perf_counter
 _POLL_CAP_MS = 250
+_EINTR = -errno.EINTR
+_ETIMEDOUT = -errno.ETIMEDOUT
+_evq_call = lib.actor_evq_call
+_evq_len = lib.actor_evq_len
+_pack = _codec.pack
+_unpack = _codec.unpack
+_get_ident = threading.get_ident
+_NO_ARGS = _pack(())
+
+# Function names as C strings, encoded once (a host calls a few names many
+# times); bounded, in case a program makes up names.
+_names = {}
+
+
+def _name(fn):
+    b = _names.get(fn)
+    if b is None:
+        b = fn.encode()
+        if len(_names) < 4096:
+            _names[fn] = b
+    return b
 
 
 def _err(code, message=None):
@@ -110,6 +134,7 @@ class Runtime:
         if spin_us is None:
             spin_us = 50 if len(os.sched_getaffinity(0)) > 1 else 0
         self._spin = spin_us / 1e6
+        self._spin_us = int(spin_us)
         self._rt = ffi.NULL
         self._q = ffi.NULL
         p = ffi.new("actor_rt **")
@@ -123,6 +148,7 @@ class Runtime:
             check(r)
         self._q = q[0]
         self._ev = ffi.new("actor_evq_event *")
+        self._cp = ffi.new("actor_call **")
         if max_frame is not None:
             check(lib.actor_rt_set_max_frame(self._rt, max_frame), self._rt)
         if max_queue is not None:
@@ -524,6 +550,18 @@ class Runtime:
         self._driver = _aio.driver_for(self)
 
 
+def _raise_outcome(code, err):
+    """Raise a failed call's error: its code, and (type, message,
+    traceback) as the DONE event carried them."""
+    etype, emsg, tb = err
+    name = _string(lib.actor_err_name(code)).decode()
+    if name == "ACTOR_EREMOTE":
+        raise RemoteError(code, name, "%s: %s" % (etype, emsg), etype,
+                          emsg, tb)
+    msg = emsg or _string(lib.actor_strerror(code)).decode()
+    raise exception_for(code, name, msg)
+
+
 class _Waitable:
     """Something async code awaits: wakers registered by the driver."""
 
@@ -615,7 +653,62 @@ class Actor(_Waitable):
         """Call `fn` and return its value, or raise: RemoteError for the
         actor's exception (its type, message and traceback), or the error
         for the code (libactor.errors)."""
-        return self.start(fn, *args, **kwargs).result(timeout=timeout)
+        rt = self._rt
+        if rt._driver is not None:
+            # Driven by an async loop: the Call path (which says that a
+            # blocking call there is an error while that loop runs).
+            return self.start(fn, *args, **kwargs).result(timeout=timeout)
+        if (_get_ident() != rt._thread or rt._closed or self._a is None):
+            self._handle()  # raises WrongThread / HandleGone
+        if kwargs:
+            if args:
+                raise TypeError("pass positional or keyword arguments, not "
+                                "both (a call carries one msgpack value)")
+            data = _pack(kwargs)
+        elif args:
+            data = _pack(args)
+        else:
+            data = _NO_ARGS
+        # actor_evq_call: start the call and run the loop in C until its
+        # DONE, which comes back here directly (no Call object, no pass
+        # through _drain per event).  Everything else that arrived meanwhile
+        # is queued, in order, and drained below before returning, as any
+        # run of the loop is.  The first wait is capped like a poll(): a
+        # signal delivered to another thread must not wait longer.
+        if timeout is None:
+            first = _POLL_CAP_MS
+        else:
+            t0 = time.monotonic()
+            first = min(_POLL_CAP_MS, max(0, int(timeout * 1000)))
+        ev = rt._ev
+        q = rt._q
+        cp = rt._cp
+        r = _evq_call(q, self._a, _names.get(fn) or _name(fn), data,
+                      len(data), rt._spin_us, first, ev, cp)
+        if r == 1:
+            status = ev.status
+            if status == 0:
+                value = _unpackb(ev.bytes, ev.len)
+                if _evq_len(q):
+                    rt._drain()
+                return _unpack(value)
+            err = (_string(ev.error_type).decode(errors="replace"),
+                   _string(ev.error_message).decode(errors="replace"),
+                   _string(ev.traceback).decode(errors="replace"))
+            if _evq_len(q):
+                rt._drain()
+            _raise_outcome(status, err)
+        c = cp[0]
+        if c == _NULL:
+            check(r, rt._rt)  # refused (nothing sent), or its DONE was lost
+        # Still in flight (timed out, interrupted by a signal, the queue at
+        # its bound, ...): from here on it is an ordinary Call, whose
+        # events the queue carries and result() waits for.
+        call = Call(rt, c, self, fn)
+        rt._calls[int(_cast("uintptr_t", c))] = call
+        if timeout is not None:
+            timeout = max(0.0, timeout - (time.monotonic() - t0))
+        return call.result(timeout=timeout)
 
     def stream(self, fn, *args, **kwargs):
         """A call whose items are iterated (for item in actor.stream(...));
@@ -748,14 +841,7 @@ class Call(_Waitable):
     def _outcome(self):
         if self._status == 0:
             return _codec.unpack(self._value)
-        etype, emsg, tb = self._error
-        code = self._status
-        name = _string(lib.actor_err_name(code)).decode()
-        if name == "ACTOR_EREMOTE":
-            raise RemoteError(code, name, "%s: %s" % (etype, emsg), etype,
-                              emsg, tb)
-        msg = emsg or _string(lib.actor_strerror(code)).decode()
-        raise exception_for(code, name, msg)
+        _raise_outcome(self._status, self._error)
 
     def result(self, timeout=None):
         """Block until the call completes; its value, or raise its error.
