@@ -23,7 +23,7 @@ import struct
 
 MAX_DEPTH = 512
 
-__all__ = ["pack", "unpack", "TooDeep", "MAX_DEPTH"]
+__all__ = ["pack", "unpack", "TooDeep", "MAX_DEPTH"]  # and pack_args
 
 
 class TooDeep(ValueError):
@@ -174,6 +174,28 @@ def _pack(o, out, depth):
         _pack(dict(dict.items(o)), out, depth)
     else:
         raise TypeError("cannot convert %s to msgpack" % _qualname(o))
+
+
+def pack_args(args):
+    """pack() of a call's positional arguments (a tuple): the same bytes,
+    with the commonest elements (small ints, short ASCII str, None) encoded
+    inline; anything else goes the general way."""
+    n = len(args)
+    if n > 15:
+        return pack(args)
+    out = bytearray((0x90 | n,))
+    for x in args:
+        t = type(x)
+        if t is int and -32 <= x < 0x80:
+            out.append(x & 0xFF)
+        elif t is str and len(x) < 32 and x.isascii():
+            out.append(0xA0 | len(x))  # ASCII: as many bytes as characters
+            out += x.encode()
+        elif x is None:
+            out.append(0xC0)
+        else:
+            return pack(args)
+    return bytes(out)
 
 
 def _too_deep_to():
@@ -329,6 +351,11 @@ def unpack(data):
         v = _ONE[data[0]]
         if v is not _NOT_ONE:
             return v
+    return _unpack_all(data)
+
+
+def _unpack_all(data):
+    """unpack() without the one-byte table."""
     i = _In()
     i.b = data
     i.p = 0

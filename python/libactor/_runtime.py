@@ -50,7 +50,10 @@ _ETIMEDOUT = -errno.ETIMEDOUT
 _evq_call = lib.actor_evq_call
 _evq_len = lib.actor_evq_len
 _pack = _codec.pack
+_pack_args = _codec.pack_args
 _unpack = _codec.unpack
+_ONE = _codec._ONE
+_NOT_ONE = _codec._NOT_ONE
 _get_ident = threading.get_ident
 _NO_ARGS = _pack(())
 
@@ -666,7 +669,7 @@ class Actor(_Waitable):
                                 "both (a call carries one msgpack value)")
             data = _pack(kwargs)
         elif args:
-            data = _pack(args)
+            data = _pack_args(args)
         else:
             data = _NO_ARGS
         # actor_evq_call: start the call and run the loop in C until its
@@ -688,7 +691,14 @@ class Actor(_Waitable):
         if r == 1:
             status = ev.status
             if status == 0:
-                value = _unpackb(ev.bytes, ev.len)
+                n = ev.len
+                if n == 1:  # None, a bool, a small int: by table
+                    value = _ONE[ev.bytes[0][0]]
+                    if value is not _NOT_ONE:
+                        if _evq_len(q):
+                            rt._drain()
+                        return value
+                value = _unpackb(ev.bytes, n)
                 if _evq_len(q):
                     rt._drain()
                 return _unpack(value)
