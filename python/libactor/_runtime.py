@@ -8,6 +8,10 @@ event queue").  Runs of the loop are driven in one of three ways:
   blocking  Call.result(), iterating a Call, Actor.wait(): poll(2) on the
             loop's backend fd for the loop's own timeout — in Python, so
             that a signal (Ctrl-C) raises at once — then a non-blocking run.
+            Actor.call(): the same wait in C (actor_evq_call), which
+            returns that call's reply directly and leaves every other
+            event queued; a signal ends it with -EINTR, and a wait that
+            ends without the reply hands the call to the Call path.
   asyncio   `async with Runtime()`: the backend fd is an add_reader of the
             running loop, and a timer is re-armed from the loop's timeout
             after every non-blocking run (call_soon while it is 0).  No
@@ -640,9 +644,9 @@ class Actor(_Waitable):
             if args:
                 raise TypeError("pass positional or keyword arguments, not "
                                 "both (a call carries one msgpack value)")
-            data = _codec.pack(kwargs)
+            data = _pack(kwargs)
         else:
-            data = _codec.pack(args)
+            data = _pack_args(args) if args else _NO_ARGS
         cp = ffi.new("actor_call **")
         rt = self._rt
         check(lib.actor_call_start(a, fn.encode(), data, len(data),
