@@ -82,6 +82,13 @@ def _err(code, message=None):
     return exception_for(code, name, message)
 
 
+def _reentered():
+    return StateError(
+        0, "ESTATE", "this libactor.Runtime is in use further up this "
+        "thread's stack (Actor.call is reading its reply): a signal handler "
+        "must not use it")
+
+
 def check(code, rt=None):
     """Raise the exception for a negative code (with the runtime's message
     when it has one); return the code otherwise."""
@@ -142,6 +149,7 @@ class Runtime:
             spin_us = 50 if len(os.sched_getaffinity(0)) > 1 else 0
         self._spin = spin_us / 1e6
         self._spin_us = int(spin_us)
+        self._busy = False  # Actor.call is reading what its C wait left
         self._rt = ffi.NULL
         self._q = ffi.NULL
         p = ffi.new("actor_rt **")
@@ -354,6 +362,8 @@ class Runtime:
         which may sit behind its other events.  So output callbacks run,
         and pids are read, once the queue is empty (exited actors have
         dropped their handles by then)."""
+        if self._busy:
+            raise _reentered()
         q = self._q
         ev = self._ev
         calls = self._calls
@@ -404,6 +414,8 @@ class Runtime:
                 a._output(fd, line)
 
     def _run_nowait(self):
+        if self._busy:
+            raise _reentered()
         r = lib.actor_rt_run(self._rt, _NOWAIT)
         self._drain()
         return r
@@ -481,6 +493,8 @@ class Runtime:
             return
         if threading.get_ident() != self._thread:
             raise WrongThread("a libactor.Runtime is closed by its own thread")
+        if self._busy:
+            raise _reentered()
         if self._driver is not None:
             self._driver.detach()
             self._driver = None
@@ -528,6 +542,8 @@ class Runtime:
         if self._closed:
             return
         self._check()
+        if self._busy:
+            raise _reentered()
         lib.actor_rt_close(self._rt, ffi.NULL, ffi.NULL)
         d = self._driver
         try:
@@ -687,39 +703,51 @@ class Actor(_Waitable):
         else:
             t0 = time.monotonic()
             first = min(_POLL_CAP_MS, max(0, int(timeout * 1000)))
+        if rt._busy:
+            raise _reentered()
         ev = rt._ev
         q = rt._q
         cp = rt._cp
-        r = _evq_call(q, self._a, _names.get(fn) or _name(fn), data,
-                      len(data), rt._spin_us, first, ev, cp)
+        call = None
+        # From the C call until what it left in `ev`, `cp` and the queue's
+        # taken event is read, nothing may use the queue: a signal handler
+        # runs right after the C function returns, and one that used this
+        # runtime would free that event under us (_busy refuses it).
+        rt._busy = True
+        try:
+            r = _evq_call(q, self._a, _names.get(fn) or _name(fn), data,
+                          len(data), rt._spin_us, first, ev, cp)
+            if r == 1:
+                status = ev.status
+                if status == 0:
+                    value = _NOT_ONE
+                    n = ev.len
+                    if n == 1:  # None, a bool, a small int: by table
+                        value = _ONE[ev.bytes[0][0]]
+                    if value is _NOT_ONE:
+                        raw = _unpackb(ev.bytes, n)
+                else:
+                    err = (_string(ev.error_type).decode(errors="replace"),
+                           _string(ev.error_message).decode(errors="replace"),
+                           _string(ev.traceback).decode(errors="replace"))
+            else:
+                c = cp[0]
+                if c != _NULL:
+                    # Still in flight (timed out, interrupted by a signal,
+                    # the queue at its bound, ...): from here on an
+                    # ordinary Call, whose events the queue carries.
+                    call = Call(rt, c, self, fn)
+                    rt._calls[int(_cast("uintptr_t", c))] = call
+        finally:
+            rt._busy = False
         if r == 1:
-            status = ev.status
-            if status == 0:
-                n = ev.len
-                if n == 1:  # None, a bool, a small int: by table
-                    value = _ONE[ev.bytes[0][0]]
-                    if value is not _NOT_ONE:
-                        if _evq_len(q):
-                            rt._drain()
-                        return value
-                value = _unpackb(ev.bytes, n)
-                if _evq_len(q):
-                    rt._drain()
-                return _unpack(value)
-            err = (_string(ev.error_type).decode(errors="replace"),
-                   _string(ev.error_message).decode(errors="replace"),
-                   _string(ev.traceback).decode(errors="replace"))
             if _evq_len(q):
                 rt._drain()
+            if status == 0:
+                return _unpack(raw) if value is _NOT_ONE else value
             _raise_outcome(status, err)
-        c = cp[0]
-        if c == _NULL:
+        if call is None:
             check(r, rt._rt)  # refused (nothing sent), or its DONE was lost
-        # Still in flight (timed out, interrupted by a signal, the queue at
-        # its bound, ...): from here on it is an ordinary Call, whose
-        # events the queue carries and result() waits for.
-        call = Call(rt, c, self, fn)
-        rt._calls[int(_cast("uintptr_t", c))] = call
         if timeout is not None:
             timeout = max(0.0, timeout - (time.monotonic() - t0))
         return call.result(timeout=timeout)

@@ -115,3 +115,28 @@ def test_ctrl_c_during_a_call_raises_and_the_runtime_goes_on(rt):
           % ((time.monotonic() - t0) * 1000))
     # The interrupted call's reply, when it comes, is nobody's.
     assert a.call("add", 2, 2) == 4
+
+
+def test_a_signal_handler_that_uses_the_runtime_during_a_call_is_refused(rt):
+    """The handler runs right after the C wait returns (-EINTR), before
+    call() has read its reply or registered its call: using the runtime
+    there is a StateError, and the interrupted call still completes."""
+    a = rt.spawn(ACTORS, backend="subint", path=PATH)
+    seen = []
+
+    def handler(sig, frame):
+        try:
+            a.call("add", 1, 1)
+        except libactor.StateError as e:
+            seen.append(e)
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    try:
+        t = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGUSR1))
+        t.start()
+        assert a.call("nap", 2) == 2
+        t.join()
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert len(seen) == 1 and "signal handler" in str(seen[0])
+    assert a.call("add", 2, 3) == 5
