@@ -13,7 +13,9 @@ actorbench (bench/actorbench.c).  Measures:
     ci.queue     concurrent.interpreters queue round trip to an interpreter
                  running in a thread                             (us)
     host.rtt     the Python host package (python/, `import libactor`):
-                 a no-op call round trip, kind=subint|py, place=one|cross
+                 a no-op call round trip, kind=subint|py|c (c: actorbench's
+                 C actor), place=one|cross|none, spin=N (the Runtime's
+                 spin_us; default its own)
     host.spawn   the same package: spawn -> first reply -> exit  (us)
 
 Placement as in actorbench: "one" pins both ends to CPU 0, "cross" puts the
@@ -159,7 +161,13 @@ def _host(kv):
 
 def _spawn(rt, kv):
     here = os.path.dirname(os.path.abspath(__file__))
-    backend = {"subint": "subint", "py": "subproc"}[kv.get("kind", "subint")]
+    kind = kv.get("kind", "subint")
+    if kind == "c":
+        # actorbench --actor, next to the library the runner points at
+        build = os.path.dirname(os.environ["LIBACTOR_LIBRARY"])
+        return rt.spawn(program=os.path.join(build, "bench", "actorbench"),
+                        args=["--actor"])
+    backend = {"subint": "subint", "py": "subproc"}[kind]
     return rt.spawn("benchworker:main", backend=backend, path=[here])
 
 
@@ -167,7 +175,8 @@ def host_rtt(kv):
     libactor = _host(kv)
     place = placement(kv)
     n = int(kv.get("n", 20000))
-    with libactor.Runtime() as rt:
+    spin = int(kv["spin"]) if "spin" in kv else None
+    with libactor.Runtime(spin_us=spin) as rt:
         if place != "none":
             pin(1 if place == "cross" else 0)
         a = _spawn(rt, kv)

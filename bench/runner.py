@@ -295,6 +295,12 @@ PROFILE = [
     ("py", "subproc", "Python actor", "host", "sys", "<= 3", calls_le(3)),
     ("py", "subproc", "Python actor", "child", "sys", "<= 3", calls_le(3)),
     ("subint", "subint", "isolated", "process", "sys", None, None),
+    # The Python host package calling the C actor (subproc), spin off: what
+    # the package and its C call path cost the host per call.
+    ("pyhost", "python-host", "Python host -> C actor", "host", "instr", None,
+     None),
+    ("pyhost", "python-host", "Python host -> C actor", "host", "sys", None,
+     None),
 ]
 
 
@@ -435,14 +441,19 @@ def classify(cmdline):
     """host, child or other, from a process's command line."""
     if "--actor" in cmdline or "actor-pyhost" in cmdline:
         return "child"
-    if "lib.rtt" in cmdline:
+    if "lib.rtt" in cmdline or "host.rtt" in cmdline:
         return "host"
     return "other"
 
 
 def traced_rtt(env, tool, kind, n):
-    """Run n sequential round trips (unpinned) under `tool` (an argv)."""
-    argv = tool + env.argv(C("lib.rtt", kind=kind, place="none"), n)
+    """Run n sequential round trips (unpinned) under `tool` (an argv).
+    kind "pyhost": the Python host package calling the C actor."""
+    if kind == "pyhost":
+        cmd = PY("host.rtt", kind="c", place="none", spin=0)
+    else:
+        cmd = C("lib.rtt", kind=kind, place="none")
+    argv = tool + env.argv(cmd, n)
     p = subprocess.run(argv, env=env.env, capture_output=True, text=True,
                        timeout=600)
     if p.returncode != 0:

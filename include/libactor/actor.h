@@ -582,6 +582,64 @@ ACTOR_EXTERN void actor_evq_hello_cb(actor *a, int status, void *arg);
 ACTOR_EXTERN void actor_evq_output_cb(actor *a, int fd, const char *line,
                                       size_t len, void *arg);
 
+/* Call and wait: the blocking binding's commonest step, `value =
+ * actor.call(fn, args)`, done in C, without a trip through the binding's
+ * language for every event of the loop.
+ *
+ * actor_evq_call() starts the call (as actor_call_start with
+ * actor_evq_call_cb and `q`) and waits for it: it runs the loop itself
+ * until the call's DONE arrives, which it returns in *ev instead of
+ * queueing it.  actor_evq_wait() waits for a call already started that
+ * way (after an earlier wait returned without its DONE); if the call's
+ * DONE is already queued (a run of the loop since), it is taken out of the
+ * queue and returned.
+ *
+ * Returns:
+ *   1            the call completed: *ev is its DONE event (status 0 and
+ *                bytes/len the return value, or the error with its type,
+ *                message and traceback), valid until the next
+ *                actor_evq_next/_wait/_call or actor_evq_free on `q`; the
+ *                call is freed (*cp is NULL).
+ *   0            the queue reached its limit (the events that came while
+ *                waiting): drain it with actor_evq_next, then wait again.
+ *   -ETIMEDOUT   timeout_ms passed (-1: no timeout; 0: run the loop once,
+ *                without blocking).
+ *   -EINTR       a signal interrupted the wait (the host's handler, e.g. a
+ *                Ctrl-C, can run now); wait again to go on.
+ *   ACTOR_ESTATE the loop has nothing left to run, or a wait on `q` is in
+ *                progress already (this was called from inside a callback
+ *                of the loop); actor_rt_errmsg() says which.
+ *   -ENOMEM      the call completed but its DONE could not be copied.
+ *   actor_evq_call only: what actor_call_start returns when it refuses the
+ *   call (nothing was sent, *cp is NULL), and -EINVAL when `a` belongs to
+ *   another runtime than `q`.
+ * On 0, -ETIMEDOUT, -EINTR and ACTOR_ESTATE the call is still in flight
+ * (actor_evq_call puts it in *cp, if not NULL) and its later events are
+ * queued as usual, unless it is waited for again.
+ *
+ * Other events: everything else that arrives while waiting — other calls'
+ * items and DONEs, output lines, hellos, exits, the waited actor's own
+ * exit after the DONE — is queued, in order, as with any run of the loop;
+ * drain the queue after the wait as after any run.  The waited call's own
+ * ITEM and END events are not kept (a stream is for actor_call_start and
+ * the queue): only its DONE is returned.
+ *
+ * Waiting: the loop is run without blocking, repeatedly for up to spin_us
+ * microseconds (0: never; worth it only with the actor on another CPU,
+ * and skipped for a while after spins that the answer did not beat), then
+ * the thread sleeps in poll(2) on actor_rt_backend_fd() for the loop's own
+ * timeout, between non-blocking runs.  Same thread rules as the runtime:
+ * the loop's thread, never from inside one of its callbacks (the loop is
+ * not re-entrant).  The handles follow the usual rules: `a` must be alive,
+ * `c` a call of `q`'s runtime started with actor_evq_call_cb and `q` as its
+ * arg, whose DONE the caller has not taken yet. */
+ACTOR_EXTERN int actor_evq_call(actor_evq *q, actor *a, const char *fn,
+                                const void *args, size_t args_len,
+                                int spin_us, int timeout_ms,
+                                actor_evq_event *ev, actor_call **cp);
+ACTOR_EXTERN int actor_evq_wait(actor_evq *q, actor_call *c, int spin_us,
+                                int timeout_ms, actor_evq_event *ev);
+
 /* ------------------------------------------------------------------------ */
 /* The Python layer (libactor-python only; the core library answers        */
 /* ACTOR_EUNAVAIL)                                                          */

@@ -150,6 +150,12 @@ typedef struct actor_evq_event {
  void actor_evq_hello_cb(actor *a, int status, void *arg);
  void actor_evq_output_cb(actor *a, int fd, const char *line,
                                       size_t len, void *arg);
+ int actor_evq_call(actor_evq *q, actor *a, const char *fn,
+                                const void *args, size_t args_len,
+                                int spin_us, int timeout_ms,
+                                actor_evq_event *ev, actor_call **cp);
+ int actor_evq_wait(actor_evq *q, actor_call *c, int spin_us,
+                                int timeout_ms, actor_evq_event *ev);
  int actor_subint_abandoned_count(void);
  int actor_subint_thread_count(void);
  int actor_subint_pool_set(int mode, int size);

@@ -23,7 +23,7 @@ import struct
 
 MAX_DEPTH = 512
 
-__all__ = ["pack", "unpack", "TooDeep", "MAX_DEPTH"]
+__all__ = ["pack", "unpack", "TooDeep", "MAX_DEPTH"]  # and pack_args
 
 
 class TooDeep(ValueError):
@@ -58,29 +58,29 @@ def _too_long(what, n):
 def _pack_int(v, out):
     if v >= 0:
         if v < 0x80:
-            out.append(bytes((v,)))
+            out.append(v)
         elif v <= 0xFF:
-            out.append(_pack_B(0xCC, v))
+            out += _pack_B(0xCC, v)
         elif v <= 0xFFFF:
-            out.append(_pack_H(0xCD, v))
+            out += _pack_H(0xCD, v)
         elif v <= 0xFFFFFFFF:
-            out.append(_pack_I(0xCE, v))
+            out += _pack_I(0xCE, v)
         elif v <= 0xFFFFFFFFFFFFFFFF:
-            out.append(_pack_Q(0xCF, v))
+            out += _pack_Q(0xCF, v)
         else:
             raise OverflowError(
                 "int too large to convert to msgpack (64-bit limit): %d bits"
                 % v.bit_length())
     elif v >= -32:
-        out.append(bytes((v & 0xFF,)))
+        out.append(v & 0xFF)
     elif v >= -0x80:
-        out.append(_pack_b(0xD0, v))
+        out += _pack_b(0xD0, v)
     elif v >= -0x8000:
-        out.append(_pack_h(0xD1, v))
+        out += _pack_h(0xD1, v)
     elif v >= -0x80000000:
-        out.append(_pack_i(0xD2, v))
+        out += _pack_i(0xD2, v)
     elif v >= -0x8000000000000000:
-        out.append(_pack_q(0xD3, v))
+        out += _pack_q(0xD3, v)
     else:
         raise OverflowError(
             "int too large to convert to msgpack (64-bit limit): %d bits"
@@ -89,11 +89,11 @@ def _pack_int(v, out):
 
 def _header(n, fix, fixmax, c16, c32, what, out):
     if n <= fixmax:
-        out.append(bytes((fix | n,)))
+        out.append(fix | n)
     elif n <= 0xFFFF:
-        out.append(_pack_H(c16, n))
+        out += _pack_H(c16, n)
     elif n <= _LIMIT32:
-        out.append(_pack_I(c32, n))
+        out += _pack_I(c32, n)
     else:
         raise _too_long(what, n)
 
@@ -102,35 +102,44 @@ def _pack(o, out, depth):
     t = type(o)
     # Exact types first (the common case), then subclasses.
     if o is None:
-        out.append(b"\xc0")
+        out.append(0xC0)
     elif o is True:
-        out.append(b"\xc3")
+        out.append(0xC3)
     elif o is False:
-        out.append(b"\xc2")
+        out.append(0xC2)
     elif t is int:
-        _pack_int(o, out)
+        if 0 <= o < 0x80:
+            out.append(o)
+        else:
+            _pack_int(o, out)
     elif t is str:
         b = o.encode("utf-8")
         n = len(b)
         if n < 32:
-            out.append(bytes((0xA0 | n,)))
+            out.append(0xA0 | n)
         elif n <= 0xFF:
-            out.append(_pack_B(0xD9, n))
+            out += _pack_B(0xD9, n)
         elif n <= 0xFFFF:
-            out.append(_pack_H(0xDA, n))
+            out += _pack_H(0xDA, n)
         elif n <= _LIMIT32:
-            out.append(_pack_I(0xDB, n))
+            out += _pack_I(0xDB, n)
         else:
             raise _too_long("str", n)
-        out.append(b)
+        out += b
     elif t is float:
-        out.append(_pack_d(0xCB, o))
+        out += _pack_d(0xCB, o)
     elif t is list or t is tuple:
         if depth >= MAX_DEPTH:
             raise _too_deep_to()
         _header(len(o), 0x90, 15, 0xDC, 0xDD, t.__name__, out)
+        depth += 1
         for x in o:
-            _pack(x, out, depth + 1)
+            # A small int inline: the commonest argument, and a Python call
+            # saved per element.
+            if type(x) is int and 0 <= x < 0x80:
+                out.append(x)
+            else:
+                _pack(x, out, depth)
     elif t is dict:
         if depth >= MAX_DEPTH:
             raise _too_deep_to()
@@ -141,14 +150,14 @@ def _pack(o, out, depth):
     elif t is bytes or t is bytearray or isinstance(o, (bytes, bytearray)):
         n = len(o)
         if n <= 0xFF:
-            out.append(_pack_B(0xC4, n))
+            out += _pack_B(0xC4, n)
         elif n <= 0xFFFF:
-            out.append(_pack_H(0xC5, n))
+            out += _pack_H(0xC5, n)
         elif n <= _LIMIT32:
-            out.append(_pack_I(0xC6, n))
+            out += _pack_I(0xC6, n)
         else:
             raise _too_long(t.__name__, n)
-        out.append(bytes(o))
+        out += o
     elif isinstance(o, bool):
         _pack(bool(o), out, depth)
     elif isinstance(o, int):
@@ -167,6 +176,28 @@ def _pack(o, out, depth):
         raise TypeError("cannot convert %s to msgpack" % _qualname(o))
 
 
+def pack_args(args):
+    """pack() of a call's positional arguments (a tuple): the same bytes,
+    with the commonest elements (small ints, short ASCII str, None) encoded
+    inline; anything else goes the general way."""
+    n = len(args)
+    if n > 15:
+        return pack(args)
+    out = bytearray((0x90 | n,))
+    for x in args:
+        t = type(x)
+        if t is int and -32 <= x < 0x80:
+            out.append(x & 0xFF)
+        elif t is str and len(x) < 32 and x.isascii():
+            out.append(0xA0 | len(x))  # ASCII: as many bytes as characters
+            out += x.encode()
+        elif x is None:
+            out.append(0xC0)
+        else:
+            return pack(args)
+    return bytes(out)
+
+
 def _too_deep_to():
     return TooDeep(
         "value nested too deeply for msgpack (more than %d levels, libactor's"
@@ -175,12 +206,12 @@ def _too_deep_to():
 
 def pack(obj):
     """Encode one value; raises TypeError, OverflowError, ValueError."""
-    out = []
+    out = bytearray()
     try:
         _pack(obj, out, 0)
     except RecursionError:
         raise _too_deep_to() from None
-    return b"".join(out)
+    return bytes(out)
 
 
 # ---- decoding ------------------------------------------------------------
@@ -304,8 +335,27 @@ def _key_ok(i):
                         "be hashable)")
 
 
+# The values that are one byte long, by that byte (None where a byte is
+# not a whole value, or starts an empty container: those take the general
+# path, which makes a new list or dict each time).
+_NOT_ONE = object()
+_ONE = tuple(
+    b if b < 0x80 else b - 0x100 if b >= 0xE0 else
+    {0xC0: None, 0xC2: False, 0xC3: True, 0xA0: ""}.get(b, _NOT_ONE)
+    for b in range(256))
+
+
 def unpack(data):
     """Decode exactly one value filling `data` (bytes-like)."""
+    if len(data) == 1:
+        v = _ONE[data[0]]
+        if v is not _NOT_ONE:
+            return v
+    return _unpack_all(data)
+
+
+def _unpack_all(data):
+    """unpack() without the one-byte table."""
     i = _In()
     i.b = data
     i.p = 0

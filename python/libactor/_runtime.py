@@ -8,6 +8,10 @@ event queue").  Runs of the loop are driven in one of three ways:
   blocking  Call.result(), iterating a Call, Actor.wait(): poll(2) on the
             loop's backend fd for the loop's own timeout — in Python, so
             that a signal (Ctrl-C) raises at once — then a non-blocking run.
+            Actor.call(): the same wait in C (actor_evq_call), which
+            returns that call's reply directly and leaves every other
+            event queued; a signal ends it with -EINTR, and a wait that
+            ends without the reply hands the call to the Call path.
   asyncio   `async with Runtime()`: the backend fd is an add_reader of the
             running loop, and a timer is re-armed from the loop's timeout
             after every non-blocking run (call_soon while it is 0).  No
@@ -16,6 +20,7 @@ event queue").  Runs of the loop are driven in one of three ways:
             for the fd (trio.lowlevel.wait_readable) or the timeout.
 """
 import collections
+import errno
 import os
 import select
 import threading
@@ -39,9 +44,35 @@ _END = lib.ACTOR_EV_END
 _DONE = lib.ACTOR_EV_DONE
 _buffer = ffi.buffer
 _string = ffi.string
+_unpackb = ffi.unpack
 _cast = ffi.cast
+_NULL = ffi.NULL
 _now = time.perf_counter
 _POLL_CAP_MS = 250
+_EINTR = -errno.EINTR
+_ETIMEDOUT = -errno.ETIMEDOUT
+_evq_call = lib.actor_evq_call
+_evq_len = lib.actor_evq_len
+_pack = _codec.pack
+_pack_args = _codec.pack_args
+_unpack = _codec.unpack
+_ONE = _codec._ONE
+_NOT_ONE = _codec._NOT_ONE
+_get_ident = threading.get_ident
+_NO_ARGS = _pack(())
+
+# Function names as C strings, encoded once (a host calls a few names many
+# times); bounded, in case a program makes up names.
+_names = {}
+
+
+def _name(fn):
+    b = _names.get(fn)
+    if b is None:
+        b = fn.encode()
+        if len(_names) < 4096:
+            _names[fn] = b
+    return b
 
 
 def _err(code, message=None):
@@ -49,6 +80,13 @@ def _err(code, message=None):
     if not message:
         message = _string(lib.actor_strerror(code)).decode()
     return exception_for(code, name, message)
+
+
+def _reentered():
+    return StateError(
+        0, "ESTATE", "this libactor.Runtime is in use further up this "
+        "thread's stack (Actor.call is reading its reply): a signal handler "
+        "must not use it")
 
 
 def check(code, rt=None):
@@ -110,6 +148,8 @@ class Runtime:
         if spin_us is None:
             spin_us = 50 if len(os.sched_getaffinity(0)) > 1 else 0
         self._spin = spin_us / 1e6
+        self._spin_us = int(spin_us)
+        self._busy = False  # Actor.call is reading what its C wait left
         self._rt = ffi.NULL
         self._q = ffi.NULL
         p = ffi.new("actor_rt **")
@@ -123,6 +163,7 @@ class Runtime:
             check(r)
         self._q = q[0]
         self._ev = ffi.new("actor_evq_event *")
+        self._cp = ffi.new("actor_call **")
         if max_frame is not None:
             check(lib.actor_rt_set_max_frame(self._rt, max_frame), self._rt)
         if max_queue is not None:
@@ -321,6 +362,8 @@ class Runtime:
         which may sit behind its other events.  So output callbacks run,
         and pids are read, once the queue is empty (exited actors have
         dropped their handles by then)."""
+        if self._busy:
+            raise _reentered()
         q = self._q
         ev = self._ev
         calls = self._calls
@@ -371,6 +414,8 @@ class Runtime:
                 a._output(fd, line)
 
     def _run_nowait(self):
+        if self._busy:
+            raise _reentered()
         r = lib.actor_rt_run(self._rt, _NOWAIT)
         self._drain()
         return r
@@ -448,6 +493,8 @@ class Runtime:
             return
         if threading.get_ident() != self._thread:
             raise WrongThread("a libactor.Runtime is closed by its own thread")
+        if self._busy:
+            raise _reentered()
         if self._driver is not None:
             self._driver.detach()
             self._driver = None
@@ -495,6 +542,8 @@ class Runtime:
         if self._closed:
             return
         self._check()
+        if self._busy:
+            raise _reentered()
         lib.actor_rt_close(self._rt, ffi.NULL, ffi.NULL)
         d = self._driver
         try:
@@ -522,6 +571,18 @@ class Runtime:
         self._check()
         from . import _aio
         self._driver = _aio.driver_for(self)
+
+
+def _raise_outcome(code, err):
+    """Raise a failed call's error: its code, and (type, message,
+    traceback) as the DONE event carried them."""
+    etype, emsg, tb = err
+    name = _string(lib.actor_err_name(code)).decode()
+    if name == "ACTOR_EREMOTE":
+        raise RemoteError(code, name, "%s: %s" % (etype, emsg), etype,
+                          emsg, tb)
+    msg = emsg or _string(lib.actor_strerror(code)).decode()
+    raise exception_for(code, name, msg)
 
 
 class _Waitable:
@@ -599,9 +660,9 @@ class Actor(_Waitable):
             if args:
                 raise TypeError("pass positional or keyword arguments, not "
                                 "both (a call carries one msgpack value)")
-            data = _codec.pack(kwargs)
+            data = _pack(kwargs)
         else:
-            data = _codec.pack(args)
+            data = _pack_args(args) if args else _NO_ARGS
         cp = ffi.new("actor_call **")
         rt = self._rt
         check(lib.actor_call_start(a, fn.encode(), data, len(data),
@@ -615,7 +676,81 @@ class Actor(_Waitable):
         """Call `fn` and return its value, or raise: RemoteError for the
         actor's exception (its type, message and traceback), or the error
         for the code (libactor.errors)."""
-        return self.start(fn, *args, **kwargs).result(timeout=timeout)
+        rt = self._rt
+        if rt._driver is not None:
+            # Driven by an async loop: the Call path (which says that a
+            # blocking call there is an error while that loop runs).
+            return self.start(fn, *args, **kwargs).result(timeout=timeout)
+        if (_get_ident() != rt._thread or rt._closed or self._a is None):
+            self._handle()  # raises WrongThread / HandleGone
+        if kwargs:
+            if args:
+                raise TypeError("pass positional or keyword arguments, not "
+                                "both (a call carries one msgpack value)")
+            data = _pack(kwargs)
+        elif args:
+            data = _pack_args(args)
+        else:
+            data = _NO_ARGS
+        # actor_evq_call: start the call and run the loop in C until its
+        # DONE, which comes back here directly (no Call object, no pass
+        # through _drain per event).  Everything else that arrived meanwhile
+        # is queued, in order, and drained below before returning, as any
+        # run of the loop is.  The first wait is capped like a poll(): a
+        # signal delivered to another thread must not wait longer.
+        if timeout is None:
+            first = _POLL_CAP_MS
+        else:
+            t0 = time.monotonic()
+            first = min(_POLL_CAP_MS, max(0, int(timeout * 1000)))
+        if rt._busy:
+            raise _reentered()
+        ev = rt._ev
+        q = rt._q
+        cp = rt._cp
+        call = None
+        # From the C call until what it left in `ev`, `cp` and the queue's
+        # taken event is read, nothing may use the queue: a signal handler
+        # runs right after the C function returns, and one that used this
+        # runtime would free that event under us (_busy refuses it).
+        rt._busy = True
+        try:
+            r = _evq_call(q, self._a, _names.get(fn) or _name(fn), data,
+                          len(data), rt._spin_us, first, ev, cp)
+            if r == 1:
+                status = ev.status
+                if status == 0:
+                    value = _NOT_ONE
+                    n = ev.len
+                    if n == 1:  # None, a bool, a small int: by table
+                        value = _ONE[ev.bytes[0][0]]
+                    if value is _NOT_ONE:
+                        raw = _unpackb(ev.bytes, n)
+                else:
+                    err = (_string(ev.error_type).decode(errors="replace"),
+                           _string(ev.error_message).decode(errors="replace"),
+                           _string(ev.traceback).decode(errors="replace"))
+            else:
+                c = cp[0]
+                if c != _NULL:
+                    # Still in flight (timed out, interrupted by a signal,
+                    # the queue at its bound, ...): from here on an
+                    # ordinary Call, whose events the queue carries.
+                    call = Call(rt, c, self, fn)
+                    rt._calls[int(_cast("uintptr_t", c))] = call
+        finally:
+            rt._busy = False
+        if r == 1:
+            if _evq_len(q):
+                rt._drain()
+            if status == 0:
+                return _unpack(raw) if value is _NOT_ONE else value
+            _raise_outcome(status, err)
+        if call is None:
+            check(r, rt._rt)  # refused (nothing sent), or its DONE was lost
+        if timeout is not None:
+            timeout = max(0.0, timeout - (time.monotonic() - t0))
+        return call.result(timeout=timeout)
 
     def stream(self, fn, *args, **kwargs):
         """A call whose items are iterated (for item in actor.stream(...));
@@ -748,14 +883,7 @@ class Call(_Waitable):
     def _outcome(self):
         if self._status == 0:
             return _codec.unpack(self._value)
-        etype, emsg, tb = self._error
-        code = self._status
-        name = _string(lib.actor_err_name(code)).decode()
-        if name == "ACTOR_EREMOTE":
-            raise RemoteError(code, name, "%s: %s" % (etype, emsg), etype,
-                              emsg, tb)
-        msg = emsg or _string(lib.actor_strerror(code)).decode()
-        raise exception_for(code, name, msg)
+        _raise_outcome(self._status, self._error)
 
     def result(self, timeout=None):
         """Block until the call completes; its value, or raise its error.

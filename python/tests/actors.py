@@ -54,6 +54,18 @@ def nap(seconds):
     return seconds
 
 
+def say(n):
+    """Prints n lines, then answers."""
+    for i in range(n):
+        print("line %d" % i, flush=True)
+    return n
+
+
+def leave(code):
+    """Ends the actor's process (subproc) without answering."""
+    os._exit(code)
+
+
 def spawn_child(entry, path, n):
     """An actor tree: spawn a subproc Python actor with this package and
     call it."""
@@ -74,7 +86,8 @@ def import_host_package():
 def main():
     actor.serve({"add": add, "count": count, "echo": echo, "fail": fail,
                  "identity": identity, "kw": kw, "info": info, "spin": spin,
-                 "nap": nap, "spawn_child": spawn_child,
+                 "nap": nap, "say": say, "leave": leave,
+                 "spawn_child": spawn_child,
                  "import_host_package": import_host_package, "deep": deep,
                  "big_int": big_int, "a_set": a_set})
 

@@ -110,3 +110,35 @@ def test_subclasses_pack_as_their_base_type():
             raise AssertionError("not called")
     assert unpack(pack(E.A)) == 7 and unpack(pack(L([1, 2]))) == [1, 2]
     assert unpack(pack(True)) is True
+
+
+def test_the_call_path_shortcuts_encode_and_decode_as_the_codec_does():
+    """Actor.call packs positional arguments with pack_args and decodes a
+    one-byte reply by table: both must give what the general code gives."""
+    from libactor import _codec
+    cases = [(), (1, 2), (-32, 127), (-33, 128), ("", "a" * 31, "a" * 32),
+             ("é",), (None, True, False), (1.5,), (b"x",), ([1],), ({},),
+             tuple(range(15)), tuple(range(16)), (2 ** 64 - 1,), (E_INT(3),),
+             ("x", {1, 2})]
+    for args in cases:
+        try:
+            want = pack(args)
+        except TypeError as e:
+            with pytest.raises(TypeError, match=str(e)):
+                _codec.pack_args(args)
+            continue
+        assert _codec.pack_args(args) == want, args
+    for b in range(256):
+        one = bytes((b,))
+        try:
+            want = _codec._unpack_all(one)
+        except (ValueError, TypeError) as e:
+            with pytest.raises(type(e)):
+                unpack(one)
+            continue
+        got = unpack(one)
+        assert got == want and type(got) is type(want), b
+
+
+class E_INT(int):
+    pass
