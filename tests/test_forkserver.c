@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -121,11 +122,45 @@ static int pid_gone(int pid) {
   return gone;
 }
 
+/* A process that should have ended and has not: each thread's state and
+ * where it waits (for the report), then SIGKILL, so that it cannot outlive
+ * the test and hold the test's output pipes open. */
+static void kill_survivor(int pid) {
+  char p[320], buf[512];
+  FILE *f;
+  DIR *d;
+  struct dirent *e;
+
+  snprintf(p, sizeof(p), "/proc/%d/task", pid);
+  d = opendir(p);
+  while (d != NULL && (e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.')
+      continue;
+    snprintf(p, sizeof(p), "/proc/%d/task/%s/stat", pid, e->d_name);
+    if ((f = fopen(p, "r")) != NULL) {
+      if (fgets(buf, sizeof(buf), f) != NULL)
+        print_message("  survivor thread: %s", buf);
+      fclose(f);
+    }
+    snprintf(p, sizeof(p), "/proc/%d/task/%s/wchan", pid, e->d_name);
+    if ((f = fopen(p, "r")) != NULL) {
+      if (fgets(buf, sizeof(buf), f) != NULL)
+        print_message("    waits in %s\n", buf);
+      fclose(f);
+    }
+  }
+  if (d != NULL)
+    closedir(d);
+  kill(pid, SIGKILL);
+}
+
 static void wait_gone(int pid, unsigned ms) {
   uint64_t end = th_now_ms() + ms;
   while (!pid_gone(pid)) {
-    if (th_now_ms() > end)
+    if (th_now_ms() > end) {
+      kill_survivor(pid);
       fail_msg("process %d is still alive after %u ms", pid, ms);
+    }
     usleep(2000);
   }
 }
@@ -907,6 +942,74 @@ static void forkserver_python_subint_sigint_is_keyboard_interrupt(
   fs_py_sigint_idle(1, ACTOR_SUBINT_ISOLATED);
 }
 
+/* A thread of process pid other than its main one whose signal mask lets
+ * SIGINT in (from /proc: SigBlk), or 0. */
+static int sigint_taker(int pid) {
+  char p[320], line[256];
+  DIR *d;
+  struct dirent *e;
+  int tid = 0;
+
+  snprintf(p, sizeof(p), "/proc/%d/task", pid);
+  d = opendir(p);
+  while (d != NULL && tid == 0 && (e = readdir(d)) != NULL) {
+    FILE *f;
+    int t = atoi(e->d_name);
+    if (t <= 0 || t == pid)
+      continue;
+    snprintf(p, sizeof(p), "/proc/%d/task/%d/status", pid, t);
+    if ((f = fopen(p, "r")) == NULL)
+      continue;
+    while (fgets(line, sizeof(line), f) != NULL)
+      if (strncmp(line, "SigBlk:", 7) == 0 &&
+          (strtoull(line + 7, NULL, 16) & (1ull << (SIGINT - 1))) == 0)
+        tid = t;
+    fclose(f);
+  }
+  if (d != NULL)
+    closedir(d);
+  return tid;
+}
+
+/* CPython sends every signal to _PyRuntime.main_tstate, which its fork
+ * handling leaves on the server's main thread when the fork was made from
+ * the worker (tools/fs_afterfork.c).  A child busy in bytecode, with the
+ * SIGINT taken by another of its threads, must still raise
+ * KeyboardInterrupt: before the fix it spun on, the signal never seen. */
+static void forkserver_python_child_busy_in_bytecode_ends_on_sigint(
+    void **state) {
+  struct ts t;
+  struct ts_exit ex;
+  struct ts_call s;
+  uint64_t t0;
+  int pid, tid;
+  (void)state;
+
+  FS_SKIP_UNDER_TSAN();
+  ts_start(&t);
+  fs_py_server(&t);
+  actor *a = fs_spawn_o(&t, fs_opts_py(0, 0), &ex);
+  pid = (int)fs_call(&t, a, "pid", NULL, 0, 0);
+  TH_OK(ts_call_ints(a, "spin", NULL, 0, &s, NULL));
+  ts_run_for(&t, 100); /* spinning */
+  tid = sigint_taker(pid);
+  assert_true(tid > 0);
+  t0 = th_now_ms();
+  assert_int_equal(syscall(SYS_tgkill, pid, tid, SIGINT), 0);
+  ts_wait(&t, &ex.exited, 5000);
+  if (!ex.exited)
+    kill_survivor(pid);
+  assert_true(ex.exited);
+  print_message("  KeyboardInterrupt, exit %llu ms after the SIGINT to "
+                "thread %d: %s\n", (unsigned long long)(th_now_ms() - t0),
+                tid, ex.reason);
+  assert_int_equal(ex.signal, 0);
+  assert_int_equal(ex.status, 1);
+  ts_wait(&t, &s.done, 5000);
+  ts_call_fini(&s);
+  ts_finish(&t);
+}
+
 /* An actor that outlives its fork server (it cleared its parent-death
  * signal), its parent gone, busy in a call that swallows Cancelled: SIGINT
  * still ends it, through KeyboardInterrupt. */
@@ -1030,6 +1133,7 @@ static int run_all(void) {
       TH_TEST(forkserver_python_sigint_idle_is_keyboard_interrupt),
       TH_TEST(forkserver_python_subint_sigint_is_keyboard_interrupt),
       TH_TEST(forkserver_orphaned_python_child_ends_on_sigint),
+      TH_TEST(forkserver_python_child_busy_in_bytecode_ends_on_sigint),
       TH_TEST(forkserver_spawn_while_subint_actors_alive),
 #endif
   };

@@ -44,6 +44,9 @@
 
 #include "rt/internal.h"
 #include "spawn/fsproto.h"
+#ifdef ACTOR_FS_PYTHON
+#include "fs_afterfork.h"
+#endif
 
 #define CTL_FD 3
 #define CHAN_FD 3 /* the channel's number in a child */
@@ -583,6 +586,7 @@ static void py_child_main(struct req *q) {
   int rfd;
 
   PyOS_AfterFork_Child();
+  actor__fs_after_fork_child();
   py_child_env(q);
   if (py_inbox(q, &ep, &ib) || py_child_signals(&rfd))
     _exit(115);
@@ -715,6 +719,7 @@ static void py_child_subint(struct req *q) {
   char b[64];
 
   PyOS_AfterFork_Child();
+  actor__fs_after_fork_child();
   subint_paths(q);
   py_child_env(q);
   if (py_child_signals(&rfd) || pipe2(done, O_CLOEXEC))

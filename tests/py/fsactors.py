@@ -62,6 +62,18 @@ def hang():
             pass
 
 
+def spin():
+    """Busy in bytecode, never in a call a signal would interrupt: only the
+    eval loop's own check can raise KeyboardInterrupt here."""
+    n = 0
+    while True:
+        try:
+            while True:
+                n += 1
+        except actor.Cancelled:
+            pass
+
+
 def orphan_me(path):
     """No parent-death signal from now on, and note where the interrupt
     lands: the actor outlives its fork server."""
@@ -77,7 +89,7 @@ def main():
     try:
         actor.serve({"pid": pid, "is_main": is_main, "interp": interp,
                      "preloaded": preloaded, "env": env, "add": add, "say": say,
-                     "exit_with": exit_with, "hang": hang,
+                     "exit_with": exit_with, "hang": hang, "spin": spin,
                      "tail_at_exit": tail_at_exit,
                      "orphan_me": orphan_me})
     except KeyboardInterrupt:
