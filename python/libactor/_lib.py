@@ -13,7 +13,10 @@ Finding the library (the first that loads wins):
      linker's search path (ld.so.cache, LD_LIBRARY_PATH), then
      sys.prefix/lib and /usr/local/lib.
   3. A build tree of the checkout this package sits in:
-     <checkout>/build/*/libactor-python.so.0, the newest first.
+     <checkout>/build/*/libactor-python.so.0, the newest first, skipping
+     sanitizer builds (ACTOR_SANITIZE in the build's CMakeCache.txt): their
+     runtime must be loaded first, and a late dlopen of one ends the
+     process instead of failing.  LIBACTOR_LIBRARY still loads one.
 If none loads, LibraryNotFound lists every place tried and why it failed.
 
 It must be libactor-python (the core plus the Python layer): the subint
@@ -58,7 +61,7 @@ with open(os.path.join(os.path.dirname(__file__), "_cdef.h")) as _f:
 del _f
 
 
-def _candidates():
+def _candidates(checkout=None):
     env = os.environ.get("LIBACTOR_LIBRARY")
     if env:
         yield "$LIBACTOR_LIBRARY", env
@@ -66,14 +69,29 @@ def _candidates():
     yield "the dynamic linker's search path", SONAME
     for d in (os.path.join(sys.prefix, "lib"), "/usr/local/lib"):
         yield "installed", os.path.join(d, SONAME)
-    here = os.path.dirname(os.path.abspath(__file__))
-    checkout = os.path.dirname(os.path.dirname(here))
+    if checkout is None:
+        here = os.path.dirname(os.path.abspath(__file__))
+        checkout = os.path.dirname(os.path.dirname(here))
     found = glob.glob(os.path.join(checkout, "build", "*", SONAME))
     found.sort(key=lambda p: os.stat(p).st_mtime, reverse=True)
     if not found:
         yield "the build tree", os.path.join(checkout, "build", "*", SONAME)
     for p in found:
-        yield "the build tree", p
+        if _sanitizer_build(os.path.dirname(p)):
+            yield "the build tree", p + " (a sanitizer build: skipped)"
+        else:
+            yield "the build tree", p
+
+
+def _sanitizer_build(d):
+    try:
+        with open(os.path.join(d, "CMakeCache.txt")) as f:
+            for line in f:
+                if line.startswith("ACTOR_SANITIZE:"):
+                    return line.split("=", 1)[1].strip() != ""
+    except OSError:
+        pass
+    return False
 
 
 library_path = None
@@ -86,6 +104,9 @@ def load():
     for where, path in _candidates():
         if "*" in path:
             tried.append("%s: %s (no match)" % (where, path))
+            continue
+        if path.endswith(" (a sanitizer build: skipped)"):
+            tried.append("%s: %s" % (where, path))
             continue
         if os.sep in path and not os.path.exists(path):
             tried.append("%s: %s (no such file)" % (where, path))

@@ -43,3 +43,25 @@ def test_library_not_found_lists_every_place_tried():
                        capture_output=True, text=True)
     # Without the variable: the installed library or a build tree.
     assert r.returncode == 0 or "the build tree" in r.stderr
+
+
+def test_the_build_tree_search_skips_a_sanitizer_build(tmp_path, monkeypatch):
+    # A sanitizer build's library cannot be dlopened late (its runtime must
+    # come first: the process ends), so the search passes over it, saying
+    # so, and goes on to the next build.
+    from libactor import _lib
+    monkeypatch.delenv("LIBACTOR_LIBRARY", raising=False)
+    for name, sanitize in (("plain", ""), ("asan", "address,undefined")):
+        d = tmp_path / "build" / name
+        d.mkdir(parents=True)
+        (d / _lib.SONAME).write_bytes(b"")
+        (d / "CMakeCache.txt").write_text(
+            "CMAKE_BUILD_TYPE:STRING=Debug\nACTOR_SANITIZE:STRING=%s\n"
+            % sanitize)
+    os.utime(tmp_path / "build" / "plain" / _lib.SONAME, (1, 1))  # older
+    tree = [p for w, p in _lib._candidates(str(tmp_path))
+            if w == "the build tree"]
+    assert tree == [
+        str(tmp_path / "build" / "asan" / _lib.SONAME)
+        + " (a sanitizer build: skipped)",
+        str(tmp_path / "build" / "plain" / _lib.SONAME)]
