@@ -784,6 +784,111 @@ static void pyactor_cancel_of_a_call_that_waits_is_kept(void **state) {
   ts_finish(&t);
 }
 
+/* ---- a fast stream's items are held, never stranded ---------------------------- */
+
+/* A generator streams as fast as it can (its items are held and sent in
+ * batches on subproc, endpoint.c), then sends -1 and sleeps: every item,
+ * the -1 included, reaches the parent while it sleeps — in order, none
+ * left held — and the call then returns the count. */
+static void held_items_case(const char *backend) {
+  struct ts t;
+  struct ts_exit ex;
+  struct ts_call r;
+  int64_t args[3] = {300, TS_MAX_ITEMS - 100, 5};
+  uint64_t t0, t1;
+  size_t i, n;
+  actor *a;
+
+  ts_start(&t);
+  a = pyh_spawn(&t, "pyactors:main", backend, ACTOR_SUBINT_ISOLATED, &ex);
+  ts_wait(&t, &ex.hello, 10000);
+  TH_OK(ts_call_ints(a, "burst_then_nap", args, 3, &r, NULL));
+  while (r.nitems == 0 && !r.done)
+    uv_run(&t.loop, UV_RUN_ONCE);
+  t0 = th_now_ms();
+  while (!r.done && (r.nitems == 0 || r.items[r.nitems - 1] != -1))
+    uv_run(&t.loop, UV_RUN_ONCE);
+  t1 = th_now_ms();
+  n = r.nitems;
+  print_message("  %s: %zu items, the last %llu ms after the first\n",
+                backend, n, (unsigned long long)(t1 - t0));
+  /* The sentinel came while the generator sleeps (5 s): nothing waited
+   * for it to resume. */
+  assert_false(r.done);
+  assert_true(n >= 2 && n < TS_MAX_ITEMS);
+  for (i = 0; i + 1 < n; i++)
+    assert_int_equal(r.items[i], (int64_t)i);
+  ts_wait(&t, &r.done, 20000);
+  TH_OK(r.status);
+  assert_int_equal(r.value, (int64_t)(n - 1));
+  assert_int_equal(r.nitems, n);
+  assert_true(r.order_ok);
+  ts_call_fini(&r);
+  stops_cleanly(&t, a, &ex);
+  ts_finish(&t);
+}
+
+static void pyactor_fast_stream_items_all_arrive_before_it_pauses_on_subproc(
+    void **state) {
+  held_items_case("subproc");
+}
+
+static void pyactor_fast_stream_items_all_arrive_before_it_pauses_on_subint(
+    void **state) {
+  held_items_case("subint");
+}
+
+/* The parent answers each item of the call with item + 1. */
+struct pinger {
+  struct ts_call r;
+  actor_call *c;
+};
+
+static void pinger_cb(actor_call *c, int ev, int status, const char *data,
+                      size_t len, void *arg) {
+  struct pinger *p = arg;
+  char b[16];
+  ts_call_cb(c, ev, status, data, len, &p->r);
+  if (ev == ACTOR_EV_ITEM)
+    TH_OK(actor_call_send(c, b, ts_pack_int(b, sizeof(b),
+                                            ts_unpack_int(data, len) + 1)));
+}
+
+/* A duplex call that sends an item and then waits for the parent's answer
+ * to it, 3,000 times: an item is never held while its call waits for
+ * input (the answer depends on it), so the exchange goes on at the pace
+ * of the round trips and ends with every answer right. */
+static void ping_case(const char *backend) {
+  struct ts t;
+  struct ts_exit ex;
+  struct pinger p;
+  char b[16];
+  uint64_t t0;
+  actor *a;
+
+  ts_start(&t);
+  a = pyh_spawn(&t, "pyactors:main", backend, ACTOR_SUBINT_ISOLATED, &ex);
+  ts_wait(&t, &ex.hello, 10000);
+  ts_call_init(&p.r);
+  t0 = th_now_ms();
+  TH_OK(actor_call_start(a, "ping_parent", b, ts_pack_int(b, sizeof(b), 3000),
+                         pinger_cb, &p, &p.c));
+  ts_wait(&t, &p.r.done, 60000);
+  print_message("  %s: 3000 child-driven exchanges in %llu ms\n", backend,
+                (unsigned long long)(th_now_ms() - t0));
+  TH_OK(p.r.status);
+  assert_int_equal(p.r.value, 3000);
+  assert_int_equal(p.r.nitems, 3000);
+  ts_call_fini(&p.r);
+  stops_cleanly(&t, a, &ex);
+  ts_finish(&t);
+}
+
+static void pyactor_duplex_item_leaves_before_its_call_waits_on_subproc(
+    void **state) {
+  ping_case("subproc");
+}
+
 static int run_all(void) {
   const struct CMUnitTest tests[] = {
       TH_TEST_T(pyactor_threads_sending_at_once_lose_nothing_on_subint, 120),
@@ -813,6 +918,12 @@ static int run_all(void) {
       TH_TEST(pyactor_items_for_a_call_that_waits_are_kept_on_subint),
       TH_TEST(pyactor_items_for_a_call_that_waits_are_kept_on_subproc),
       TH_TEST(pyactor_cancel_of_a_call_that_waits_is_kept),
+      TH_TEST_T(pyactor_fast_stream_items_all_arrive_before_it_pauses_on_subproc,
+                60),
+      TH_TEST_T(pyactor_fast_stream_items_all_arrive_before_it_pauses_on_subint,
+                60),
+      TH_TEST_T(pyactor_duplex_item_leaves_before_its_call_waits_on_subproc,
+                120),
   };
   return cmocka_run_group_tests_name("pyactor", tests, ts_group_setup, NULL);
 }

@@ -236,6 +236,15 @@ static int mod_send(modstate *st, int kind, uint32_t id, PyObject *value) {
     PyErr_NoMemory();
     goto out;
   }
+  if (kind == ACTOR__MSG_ITEM) {
+    atomic_fetch_add(&st->ep->nitems, 1);
+    /* A fast stream's items wait for the next flush (endpoint.c): no
+     * send(), and no GIL release, per item. */
+    if (actor__py_ep_hold(st->ep, actor__buf_data(&b->out), b->out.len)) {
+      rc = 0;
+      goto out;
+    }
+  }
   rc = mod_write(st, &b->out);
 out:
   sendbuf_give(st, b);
