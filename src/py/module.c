@@ -541,6 +541,191 @@ static PyObject *mod_call(PyObject *m, PyObject *const *args, Py_ssize_t n) {
   return res;
 }
 
+/* ---- serving, in C --------------------------------------------------------
+ *
+ * serve()'s loop, for the common case, without a Python frame per call
+ * (the loop, the message tuple, _run and _invoke were ~5,000 of a
+ * round trip's 12,800 instructions): read the next CALL, look its function
+ * up, run it as the call (begin/end, as call() does), drive a generator
+ * through libactor_child._drive, send the RETURN.  Anything unusual is
+ * libactor_child's: a duplex function, an unknown one or arguments that
+ * did not convert go to `run` (_run); an exception to `failed` (its
+ * ERROR), except an interrupt, an exit or EOFError, which end serve(). */
+
+/* The call's function and arguments as a call; a new reference or NULL. */
+static PyObject *call_with(PyObject *fn, PyObject *args) {
+  if (args == Py_None)
+    return PyObject_CallNoArgs(fn);
+  if (PyList_CheckExact(args))
+    return PyObject_Vectorcall(fn, PySequence_Fast_ITEMS(args),
+                               (size_t)PyList_GET_SIZE(args), NULL);
+  if (PyDict_CheckExact(args)) {
+    PyObject *none = PyTuple_New(0), *r;
+    if (none == NULL)
+      return NULL;
+    r = PyObject_Call(fn, none, args);
+    Py_DECREF(none);
+    return r;
+  }
+  return PyObject_CallOneArg(fn, args);
+}
+
+/* Run CALL `msg`.  0, or -1 with an exception that ends serve(). */
+static int serve_one(modstate *st, const struct actor__py_msg *msg,
+                     PyObject *functions, PyObject *run, PyObject *failed,
+                     PyObject *drive) {
+  PyObject *fname = NULL, *args = NULL, *fn, *d = NULL, *res = NULL, *exc;
+  int r, stopping, rc = -1, dup;
+
+  args = msg_value(st, msg);
+  if (args == NULL)
+    return -1;
+  fname = PyUnicode_DecodeUTF8(msg->fn ? msg->fn : "", (Py_ssize_t)msg->fn_len,
+                               "replace");
+  if (fname == NULL)
+    goto out;
+  fn = PyDict_GetItemWithError(functions, fname); /* borrowed */
+  if (fn == NULL && PyErr_Occurred())
+    goto out;
+  dup = 0;
+  if (fn != NULL) {
+    if (PyObject_GetOptionalAttrString(fn, "_libactor_duplex", &d) < 0)
+      goto out;
+    dup = d != NULL ? PyObject_IsTrue(d) : 0;
+    if (dup < 0)
+      goto out;
+  }
+  if (fn == NULL || dup || PyExceptionInstance_Check(args)) {
+    /* libactor_child._run(functions, cid, fname, args) */
+    PyObject *cid = PyLong_FromUnsignedLong(msg->id), *v;
+    if (cid == NULL)
+      goto out;
+    v = PyObject_CallFunctionObjArgs(run, functions, cid, fname, args, NULL);
+    Py_DECREF(cid);
+    if (v == NULL)
+      goto out;
+    Py_DECREF(v);
+    rc = 0;
+    goto out;
+  }
+  Py_INCREF(fn); /* the dict is the actor's: it may change under the call */
+  r = actor__py_inbox_begin(st->ib, msg->id, &stopping);
+  if (r == ACTOR_ECANCELED) {
+    PyErr_SetString(st->cancelled,
+                    stopping ? "the actor is stopping" : "call cancelled");
+  } else if (r) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "_libactor.serve_calls: another call is running");
+  } else {
+    res = call_with(fn, args);
+    if (res != NULL && PyIter_Check(res)) {
+      /* A generator: its items stream, its return value answers. */
+      int g = PyObject_HasAttrStringWithError(res, "throw");
+      PyObject *v = NULL, *cid;
+      if (g > 0 && (cid = PyLong_FromUnsignedLong(msg->id)) != NULL) {
+        v = PyObject_CallFunctionObjArgs(drive, cid, res, NULL);
+        Py_DECREF(cid);
+      }
+      if (g != 0) {
+        Py_SETREF(res, v);
+      }
+    }
+    /* No bytecode between the return and this: see inbox.c. */
+    actor__py_inbox_end(st->ib);
+  }
+  Py_DECREF(fn);
+  if (res != NULL && mod_send(st, ACTOR__MSG_RETURN, msg->id, res) == 0) {
+    rc = 0;
+    goto out;
+  }
+  /* The call failed, or its value did not go (FrameTooBig, TooDeep, a
+   * type that does not convert): that call's ERROR, as _run does. */
+  exc = PyErr_GetRaisedException();
+  if (exc == NULL || PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt) ||
+      PyErr_GivenExceptionMatches(exc, PyExc_SystemExit) ||
+      PyErr_GivenExceptionMatches(exc, PyExc_EOFError)) {
+    PyErr_SetRaisedException(exc); /* the runtime's interrupt, an exit, or
+                                      the parent is gone */
+    goto out;
+  } else {
+    PyObject *cid = PyLong_FromUnsignedLong(msg->id), *v = NULL;
+    if (cid != NULL)
+      v = PyObject_CallFunctionObjArgs(failed, cid, exc, NULL);
+    Py_XDECREF(cid);
+    Py_DECREF(exc);
+    if (v == NULL)
+      goto out;
+    Py_DECREF(v);
+    rc = 0;
+  }
+out:
+  Py_XDECREF(res);
+  Py_XDECREF(d);
+  Py_XDECREF(fname);
+  Py_XDECREF(args);
+  return rc;
+}
+
+/* serve_calls(functions, run, failed, drive) -> False after STOP, True when
+ * woken without a message (the caller's loop is then a bytecode boundary,
+ * where an injected exception lands).  EOFError when the parent is gone;
+ * whatever serve() must not swallow propagates. */
+static PyObject *mod_serve_calls(PyObject *m, PyObject *const *args,
+                                 Py_ssize_t n) {
+  modstate *st = mod_state(m);
+  struct actor__py_msg *msg;
+  int r, kind;
+
+  if (n != 4 || !PyDict_Check(args[0])) {
+    PyErr_SetString(PyExc_TypeError,
+                    "serve_calls(functions: dict, run, failed, drive)");
+    return NULL;
+  }
+  if (!mod_bound(st))
+    return NULL;
+  for (;;) {
+    msg = NULL;
+    Py_BEGIN_ALLOW_THREADS;
+    r = actor__py_inbox_next(st->ib, 0, -1, &msg);
+    Py_END_ALLOW_THREADS;
+    switch (r) {
+    case 0:
+      break;
+    case ACTOR__PY_INJECT:
+      actor__py_inbox_inject(st->ib);
+      Py_RETURN_TRUE;
+    case -ETIMEDOUT:
+      if (PyErr_CheckSignals() < 0)
+        return NULL;
+      Py_RETURN_TRUE;
+    case ACTOR_ECLOSED:
+      PyErr_SetString(PyExc_EOFError, "the parent is gone");
+      return NULL;
+    default:
+      errno = r < 0 && r > -4096 ? -r : EIO;
+      return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    kind = msg->kind;
+    if (msg->flags & ACTOR__PY_MSG_BAD) {
+      PyObject *o = msg_to_py(st, msg); /* raises the protocol error */
+      actor__py_msg_free(msg);
+      Py_XDECREF(o);
+      return NULL;
+    }
+    if (kind == ACTOR__MSG_STOP) {
+      actor__py_msg_free(msg);
+      Py_RETURN_FALSE;
+    }
+    r = kind == ACTOR__MSG_CALL
+            ? serve_one(st, msg, args[0], args[1], args[2], args[3])
+            : 0;
+    actor__py_msg_free(msg);
+    /* Between calls, as serve()'s loop would: a signal's handler runs. */
+    if (r || PyErr_CheckSignals() < 0)
+      return NULL;
+  }
+}
+
 /* forget(id): call `id` is answered without running; its queue goes
  * (call() drops it itself). */
 static PyObject *mod_forget(PyObject *m, PyObject *idobj) {
@@ -567,6 +752,9 @@ static PyMethodDef mod_methods[] = {
     {"pending", mod_pending, METH_NOARGS, "pending() -> bool"},
     {"call", (PyCFunction)(void (*)(void))mod_call, METH_FASTCALL,
      "call(id, f, *args) -> f(*args), cancellable"},
+    {"serve_calls", (PyCFunction)(void (*)(void))mod_serve_calls,
+     METH_FASTCALL,
+     "serve_calls(functions, run, failed, drive) -> False after STOP"},
     {"forget", mod_forget, METH_O, "forget(id)"},
     {"stopping", mod_stopping, METH_NOARGS, "stopping() -> bool"},
     {"send_return", (PyCFunction)(void (*)(void))mod_send_return,
