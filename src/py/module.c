@@ -928,6 +928,20 @@ static int prepend_paths(char *const *paths) {
   return 0;
 }
 
+int actor__py_preload(char *const *paths, char *const *modules) {
+  PyObject *m;
+  size_t i;
+  if (prepend_paths(paths))
+    return -1;
+  for (i = 0; modules != NULL && modules[i] != NULL; i++) {
+    m = PyImport_ImportModule(modules[i]);
+    if (m == NULL)
+      return -1;
+    Py_DECREF(m);
+  }
+  return 0;
+}
+
 static int send_hello(struct actor__py_run *run) {
   struct actor__msg m;
   struct abuf b;

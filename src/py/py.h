@@ -255,6 +255,10 @@ int actor__py_run_actor(struct actor__py_run *run);
  * frame limit are the actor's, set when it runs; guard_exits is fixed
  * here. */
 PyObject *actor__py_prepare(const char *backend, int guard_exits);
+/* After actor__py_prepare (the warm pool's preload): prepend `paths` to
+ * sys.path and import `modules` (NULL-terminated; either may be NULL).
+ * 0, or -1 with an exception set. */
+int actor__py_preload(char *const *paths, char *const *modules);
 /* For a fork server, before it imports its preloads: install _libactor
  * and libactor_child unbound (their calls raise RuntimeError), so that a
  * preloaded module can `import libactor_child`.  In each forked child,
