@@ -889,6 +889,54 @@ static void pyactor_duplex_item_leaves_before_its_call_waits_on_subproc(
   ping_case("subproc");
 }
 
+/* 300 calls sent at once, then one that sleeps: the answers of calls
+ * with others queued behind them are held and sent together (subproc),
+ * but none waits for the sleeper — all 300 arrive, right, while it still
+ * sleeps (3 s). */
+static void pyactor_answers_in_flight_never_wait_behind_a_long_call(
+    void **state) {
+  enum { N = 300 };
+  struct ts t;
+  struct ts_exit ex;
+  struct ts_call *r = calloc(N + 1, sizeof(*r));
+  int64_t v[2];
+  uint64_t t0;
+  int i, done;
+  actor *a;
+
+  assert_non_null(r);
+  ts_start(&t);
+  a = pyh_spawn(&t, "pyactors:main", "subproc", 0, &ex);
+  ts_wait(&t, &ex.hello, 10000);
+  t0 = th_now_ms();
+  for (i = 0; i < N; i++) {
+    v[0] = i;
+    v[1] = 1000;
+    TH_OK(ts_call_ints(a, "add", v, 2, &r[i], NULL));
+  }
+  v[0] = 3;
+  TH_OK(ts_call_ints(a, "nap", v, 1, &r[N], NULL));
+  do {
+    uv_run(&t.loop, UV_RUN_ONCE);
+    for (done = 0, i = 0; i < N; i++)
+      done += r[i].done;
+  } while (done < N && !r[N].done);
+  print_message("  %d answers in %llu ms\n", done,
+                (unsigned long long)(th_now_ms() - t0));
+  assert_false(r[N].done);
+  for (i = 0; i < N; i++) {
+    TH_OK(r[i].status);
+    assert_int_equal(r[i].value, i + 1000);
+  }
+  ts_wait(&t, &r[N].done, 20000);
+  TH_OK(r[N].status);
+  for (i = 0; i <= N; i++)
+    ts_call_fini(&r[i]);
+  free(r);
+  stops_cleanly(&t, a, &ex);
+  ts_finish(&t);
+}
+
 static int run_all(void) {
   const struct CMUnitTest tests[] = {
       TH_TEST_T(pyactor_threads_sending_at_once_lose_nothing_on_subint, 120),
@@ -924,6 +972,7 @@ static int run_all(void) {
                 60),
       TH_TEST_T(pyactor_duplex_item_leaves_before_its_call_waits_on_subproc,
                 120),
+      TH_TEST_T(pyactor_answers_in_flight_never_wait_behind_a_long_call, 60),
   };
   return cmocka_run_group_tests_name("pyactor", tests, ts_group_setup, NULL);
 }

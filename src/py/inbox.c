@@ -501,10 +501,6 @@ int actor__py_inbox_next(struct actor__py_inbox *ib, uint32_t cid,
   int r, tried = 0, inject, left;
 
   *out = NULL;
-  /* About to wait: what this actor holds goes first (the parent may be
-   * waiting for those items to answer). */
-  if (atomic_load(&ib->ep->nheld) != 0)
-    (void)actor__py_ep_flush(ib->ep);
   if (timeout_ms > 0)
     deadline = now_ns() + (uint64_t)timeout_ms * 1000000u;
   pthread_mutex_lock(&ib->mu);
@@ -547,6 +543,15 @@ int actor__py_inbox_next(struct actor__py_inbox *ib, uint32_t cid,
     if ((timeout_ms == 0 && tried) || (timeout_ms > 0 && now >= deadline)) {
       r = -ETIMEDOUT;
       break;
+    }
+    if (timeout_ms != 0 && atomic_load(&ib->ep->nheld) != 0) {
+      /* About to wait: what this actor holds goes first (the parent may
+       * be waiting for it to answer).  Not before: with calls queued,
+       * their answers go together. */
+      pthread_mutex_unlock(&ib->mu);
+      (void)actor__py_ep_flush(ib->ep);
+      pthread_mutex_lock(&ib->mu);
+      continue;
     }
     if (!ib->reading) {
       /* Nobody reads: this thread does (a waiting serve() reads the next

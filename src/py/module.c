@@ -236,10 +236,14 @@ static int mod_send(modstate *st, int kind, uint32_t id, PyObject *value) {
     PyErr_NoMemory();
     goto out;
   }
-  if (kind == ACTOR__MSG_ITEM) {
+  if (kind == ACTOR__MSG_ITEM ||
+      (kind == ACTOR__MSG_RETURN && actor__py_inbox_pending(st->ib))) {
     atomic_fetch_add(&st->ep->nitems, 1);
     /* A fast stream's items wait for the next flush (endpoint.c): no
-     * send(), and no GIL release, per item. */
+     * send(), and no GIL release, per item.  So does the answer of a call
+     * with more calls already waiting behind it (calls in flight): the
+     * serving thread sends it with theirs, or the watcher within
+     * ACTOR__PY_HOLD_MS; an answer with nothing behind it goes at once. */
     if (actor__py_ep_hold(st->ep, actor__buf_data(&b->out), b->out.len)) {
       rc = 0;
       goto out;

@@ -69,13 +69,14 @@ int actor__py_ep_inproc(struct actor__py_ep *ep, struct actor__inproc *ip);
 int actor__py_ep_socket(struct actor__py_ep *ep, int fd);
 void actor__py_ep_fini(struct actor__py_ep *ep);
 
-/* Holding stream items.  One send() per item was most of a Python
- * actor's stream (0.38 M items/s): an ITEM frame may instead wait in
- * `held` when someone is due to send it soon — the inbox's watcher, which
- * wakes every ACTOR__PY_HOLD_MS while a call streams (inbox.c).  Every
- * other write sends the held bytes first, in the same send(), so frames
- * keep their order; so does a thread about to wait for input.  An item is
- * never held past `flush_by`, which is never more than ACTOR__PY_HOLD_MS
+/* Holding frames.  One send() per item was most of a Python actor's
+ * stream (0.38 M items/s): an ITEM frame — or a RETURN with more calls
+ * queued behind it (calls in flight) — may instead wait in `held` when
+ * someone is due to send it soon: the inbox's watcher, which wakes every
+ * ACTOR__PY_HOLD_MS while frames are being held (inbox.c).  Every other
+ * write sends the held bytes first, in the same send(), so frames keep
+ * their order; so does a thread about to wait for input.  Nothing is
+ * held past `flush_by`, which is never more than ACTOR__PY_HOLD_MS
  * ahead.
  *
  * _hold: with the caller's GIL held and without waiting (a trylock):
