@@ -498,7 +498,7 @@ int actor__py_inbox_next(struct actor__py_inbox *ib, uint32_t cid,
   uint64_t deadline = 0, now;
   struct actor__py_msg **head, **tail;
   struct callq *q;
-  int r, tried = 0, inject, left;
+  int r, tried = 0, inject, left, flushed = 0;
 
   *out = NULL;
   if (timeout_ms > 0)
@@ -544,10 +544,13 @@ int actor__py_inbox_next(struct actor__py_inbox *ib, uint32_t cid,
       r = -ETIMEDOUT;
       break;
     }
-    if (timeout_ms != 0 && atomic_load(&ib->ep->nheld) != 0) {
+    if (timeout_ms != 0 && !flushed && atomic_load(&ib->ep->nheld) != 0) {
       /* About to wait: what this actor holds goes first (the parent may
        * be waiting for it to answer).  Not before: with calls queued,
-       * their answers go together. */
+       * their answers go together.  Once: what other threads hold from
+       * now on is the watcher's to send (a thread streaming all along
+       * must not keep this one from its wait). */
+      flushed = 1;
       pthread_mutex_unlock(&ib->mu);
       (void)actor__py_ep_flush(ib->ep);
       pthread_mutex_lock(&ib->mu);
