@@ -49,6 +49,11 @@ typedef struct {
   int bmu_ok;
   struct sendbuf *spare;
   int nspare;
+  /* serve_calls: the last function name, decoded (a call to the same
+   * function as the one before needs no new str, and its hash is known) */
+  PyObject *fname;
+  char fname_bytes[64];
+  size_t fname_len;
 } modstate;
 
 static modstate *mod_state(PyObject *m) { return PyModule_GetState(m); }
@@ -91,6 +96,7 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg) {
   Py_VISIT(st->cancelled);
   Py_VISIT(st->too_big);
   Py_VISIT(st->too_deep);
+  Py_VISIT(st->fname);
   return 0;
 }
 
@@ -101,6 +107,7 @@ static int mod_clear(PyObject *m) {
   Py_CLEAR(st->cancelled);
   Py_CLEAR(st->too_big);
   Py_CLEAR(st->too_deep);
+  Py_CLEAR(st->fname);
   return 0;
 }
 
@@ -177,15 +184,17 @@ static int buf_write(void *data, const char *p, size_t n) {
   return actor__buf_append(data, p, n) ? -1 : 0;
 }
 
-/* Write whole frames with the GIL released (the endpoint serialises
- * writers).  0, or -1 with an exception. */
-static int mod_write(modstate *st, const struct abuf *out) {
+/* Write whole frames, no GIL held (the endpoint serialises writers). */
+static int mod_write_nogil(modstate *st, const struct abuf *out) {
   int r;
-  Py_BEGIN_ALLOW_THREADS;
   actor__py_inbox_enter(st->ib);
   r = st->ep->write(st->ep, actor__buf_data(out), out->len);
   actor__py_inbox_leave(st->ib);
-  Py_END_ALLOW_THREADS;
+  return r;
+}
+
+/* A write's result as Python sees it: 0, or -1 with an exception. */
+static int write_result(int r) {
   if (r == ACTOR_ECLOSED) {
     PyErr_SetString(PyExc_EOFError, "the parent is gone");
     return -1;
@@ -198,7 +207,22 @@ static int mod_write(modstate *st, const struct abuf *out) {
   return 0;
 }
 
-static int mod_send(modstate *st, int kind, uint32_t id, PyObject *value) {
+/* Write whole frames with the GIL released.  0, or -1 with an
+ * exception. */
+static int mod_write(modstate *st, const struct abuf *out) {
+  int r;
+  Py_BEGIN_ALLOW_THREADS;
+  r = mod_write_nogil(st, out);
+  Py_END_ALLOW_THREADS;
+  return write_result(r);
+}
+
+/* Encode and send (or hold) one frame.  With `defer`, a frame that is
+ * neither held nor refused is left in *defer for the caller to write (and
+ * sendbuf_give) with the GIL released anyway: serve_calls writes an answer
+ * and waits for the next call in one release of the GIL. */
+static int mod_send_ex(modstate *st, int kind, uint32_t id, PyObject *value,
+                       struct sendbuf **defer) {
   struct actor__msg m;
   struct sendbuf *b;
   msgpack_packer pk;
@@ -249,10 +273,18 @@ static int mod_send(modstate *st, int kind, uint32_t id, PyObject *value) {
       goto out;
     }
   }
+  if (defer != NULL) {
+    *defer = b;
+    return 0;
+  }
   rc = mod_write(st, &b->out);
 out:
   sendbuf_give(st, b);
   return rc;
+}
+
+static int mod_send(modstate *st, int kind, uint32_t id, PyObject *value) {
+  return mod_send_ex(st, kind, id, value, NULL);
 }
 
 static int get_id(PyObject *o, uint32_t *id) {
@@ -574,20 +606,31 @@ static PyObject *call_with(PyObject *fn, PyObject *args) {
   return PyObject_CallOneArg(fn, args);
 }
 
-/* Run CALL `msg`.  0, or -1 with an exception that ends serve(). */
+/* Run CALL `msg`.  0, or -1 with an exception that ends serve().  Its
+ * RETURN may be left in *answer, for the caller to write. */
 static int serve_one(modstate *st, const struct actor__py_msg *msg,
                      PyObject *functions, PyObject *run, PyObject *failed,
-                     PyObject *drive) {
+                     PyObject *drive, struct sendbuf **answer) {
   PyObject *fname = NULL, *args = NULL, *fn, *d = NULL, *res = NULL, *exc;
   int r, stopping, rc = -1, dup;
 
   args = msg_value(st, msg);
   if (args == NULL)
     return -1;
-  fname = PyUnicode_DecodeUTF8(msg->fn ? msg->fn : "", (Py_ssize_t)msg->fn_len,
-                               "replace");
-  if (fname == NULL)
-    goto out;
+  if (st->fname != NULL && msg->fn != NULL && msg->fn_len == st->fname_len &&
+      memcmp(msg->fn, st->fname_bytes, msg->fn_len) == 0) {
+    fname = Py_NewRef(st->fname); /* the same function as last time */
+  } else {
+    fname = PyUnicode_DecodeUTF8(msg->fn ? msg->fn : "",
+                                 (Py_ssize_t)msg->fn_len, "replace");
+    if (fname == NULL)
+      goto out;
+    if (msg->fn != NULL && msg->fn_len <= sizeof(st->fname_bytes)) {
+      Py_XSETREF(st->fname, Py_NewRef(fname));
+      memcpy(st->fname_bytes, msg->fn, msg->fn_len);
+      st->fname_len = msg->fn_len;
+    }
+  }
   fn = PyDict_GetItemWithError(functions, fname); /* borrowed */
   if (fn == NULL && PyErr_Occurred())
     goto out;
@@ -638,7 +681,8 @@ static int serve_one(modstate *st, const struct actor__py_msg *msg,
     actor__py_inbox_end(st->ib);
   }
   Py_DECREF(fn);
-  if (res != NULL && mod_send(st, ACTOR__MSG_RETURN, msg->id, res) == 0) {
+  if (res != NULL &&
+      mod_send_ex(st, ACTOR__MSG_RETURN, msg->id, res, answer) == 0) {
     rc = 0;
     goto out;
   }
@@ -678,7 +722,8 @@ static PyObject *mod_serve_calls(PyObject *m, PyObject *const *args,
                                  Py_ssize_t n) {
   modstate *st = mod_state(m);
   struct actor__py_msg *msg;
-  int r, kind;
+  struct sendbuf *answer = NULL;
+  int r, wr, kind;
 
   if (n != 4 || !PyDict_Check(args[0])) {
     PyErr_SetString(PyExc_TypeError,
@@ -689,9 +734,18 @@ static PyObject *mod_serve_calls(PyObject *m, PyObject *const *args,
     return NULL;
   for (;;) {
     msg = NULL;
+    wr = 0;
     Py_BEGIN_ALLOW_THREADS;
-    r = actor__py_inbox_next(st->ib, 0, -1, &msg);
+    if (answer != NULL)
+      wr = mod_write_nogil(st, &answer->out);
+    r = wr == 0 ? actor__py_inbox_next(st->ib, 0, -1, &msg) : 0;
     Py_END_ALLOW_THREADS;
+    if (answer != NULL) {
+      sendbuf_give(st, answer);
+      answer = NULL;
+      if (write_result(wr))
+        return NULL; /* EOFError: the parent is gone */
+    }
     switch (r) {
     case 0:
       break;
@@ -720,13 +774,24 @@ static PyObject *mod_serve_calls(PyObject *m, PyObject *const *args,
       actor__py_msg_free(msg);
       Py_RETURN_FALSE;
     }
-    r = kind == ACTOR__MSG_CALL
-            ? serve_one(st, msg, args[0], args[1], args[2], args[3])
-            : 0;
+    r = kind == ACTOR__MSG_CALL ? serve_one(st, msg, args[0], args[1],
+                                            args[2], args[3], &answer)
+                                : 0;
     actor__py_msg_free(msg);
     /* Between calls, as serve()'s loop would: a signal's handler runs. */
-    if (r || PyErr_CheckSignals() < 0)
+    if (r == 0 && PyErr_CheckSignals() < 0)
+      r = -1;
+    if (r) {
+      if (answer != NULL) {
+        /* The call was answered: its answer goes, whatever ends serve(). */
+        PyObject *exc = PyErr_GetRaisedException();
+        (void)mod_write(st, &answer->out);
+        PyErr_Clear();
+        sendbuf_give(st, answer);
+        PyErr_SetRaisedException(exc);
+      }
       return NULL;
+    }
   }
 }
 
