@@ -35,7 +35,8 @@
  * source linked with the core library only, as a C actor is), py
  * (subproc, Python: actor-pyhost running benchworker:main), subint,
  * subint-legacy (Python in a sub-interpreter), pool (subint from the warm
- * pool), fs-c (forkserver, a C entry in libbenchentry.so), fs-py
+ * pool), pool-preload (the same, the parked interpreters having imported
+ * benchworker ahead: actor_subint_pool_preload), fs-c (forkserver, a C entry in libbenchentry.so), fs-py
  * (forkserver, Python in the child's main interpreter).
  *
  * Placement: "one" pins both ends to CPU 0; "cross" puts the host on CPU 0
@@ -457,7 +458,7 @@ static void wait_for(int *flag) {
 /* Whether `kind` can be spawned here; prints the skip if not. */
 static int kind_available(void) {
   const char *backend = "subproc", *why = NULL;
-  if (strncmp(kind, "subint", 6) == 0 || strcmp(kind, "pool") == 0)
+  if (strncmp(kind, "subint", 6) == 0 || strncmp(kind, "pool", 4) == 0)
     backend = "subint";
   else if (strncmp(kind, "fs-", 3) == 0)
     backend = "forkserver";
@@ -477,7 +478,7 @@ static int kind_available(void) {
     skipped("built without Python");
     return 0;
   }
-  if (strcmp(kind, "pool") == 0 &&
+  if (strncmp(kind, "pool", 4) == 0 &&
       actor_subint_pool_count(ACTOR_SUBINT_ISOLATED) < 0) {
     skipped("no warm sub-interpreter pool in this library");
     return 0;
@@ -508,7 +509,7 @@ static actor *spawn_kind(struct st *s) {
     actor_opts_set_backend(o, "forkserver");
     actor_opts_set_c_entry(o, entry);
   } else {
-    if (strncmp(kind, "subint", 6) == 0 || strcmp(kind, "pool") == 0)
+    if (strncmp(kind, "subint", 6) == 0 || strncmp(kind, "pool", 4) == 0)
       actor_opts_set_backend(o, "subint");
     else if (strncmp(kind, "fs-", 3) == 0)
       actor_opts_set_backend(o, "forkserver");
@@ -563,14 +564,21 @@ static int lib_spawn(void) {
   int to_reply = strcmp(arg_str("until", "exit"), "reply") == 0;
   double total = 0;
   int r;
-  if (strcmp(kind, "pool") == 0 &&
+  if (strcmp(kind, "pool-preload") == 0) {
+    /* pool-preload: the parked interpreters have imported the entry
+     * module (actor_subint_pool_preload) */
+    const char *paths[] = {benchdir, NULL}, *mods[] = {"benchworker", NULL};
+    if ((r = actor_subint_pool_preload(ACTOR_SUBINT_ISOLATED, paths, mods)))
+      return skipped(actor_strerror(r));
+  }
+  if (strncmp(kind, "pool", 4) == 0 &&
       (r = actor_subint_pool_set(ACTOR_SUBINT_ISOLATED, 4)) != 0)
     return skipped(actor_strerror(r));
   for (long i = -1; i < n; i++) { /* one warm-up (CPython's start) */
     struct st s = {0};
     actor *a;
     double t0;
-    if (strcmp(kind, "pool") == 0) {
+    if (strncmp(kind, "pool", 4) == 0) {
       /* let the pool refill, untimed: a spawn takes a parked interpreter */
       for (int w = 0; w < 5000 &&
                       actor_subint_pool_count(ACTOR_SUBINT_ISOLATED) < 4;
@@ -589,7 +597,7 @@ static int lib_spawn(void) {
     if (i >= 0 && !to_reply)
       total += now_us() - t0;
   }
-  if (strcmp(kind, "pool") == 0)
+  if (strncmp(kind, "pool", 4) == 0)
     actor_subint_pool_set(ACTOR_SUBINT_ISOLATED, 0);
   return value(total / (double)n);
 }

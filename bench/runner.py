@@ -190,6 +190,13 @@ ROWS = [
         ref="ref: create + end a sub-interpreter, isolated",
         target="<= 0.5 ms", met=le(500), group="spawn-py", kind="pool",
         note="pool of 4, refilled between spawns (untimed)"),
+    Row("spawn -> first reply: subint, isolated, warm pool, entry preloaded",
+        "subint", "us", C("lib.spawn", kind="pool-preload", until="reply"),
+        10, 1, ref="ref: create + end a sub-interpreter, isolated",
+        group="spawn-py", kind="pool-preload",
+        note="pool of 4 whose parked interpreters imported the entry module "
+        "(benchworker) ahead of the actor: actor_subint_pool_preload; the "
+        "import is not in the figure"),
     Row("spawn -> first reply -> exit: forkserver, Python (main interpreter)",
         "forkserver", "us", C("lib.spawn", kind="fs-py"), 20, 1,
         ref="ref: multiprocessing start+join, forkserver",

@@ -784,6 +784,159 @@ static void pyactor_cancel_of_a_call_that_waits_is_kept(void **state) {
   ts_finish(&t);
 }
 
+/* ---- a fast stream's items are held, never stranded ---------------------------- */
+
+/* A generator streams as fast as it can (its items are held and sent in
+ * batches on subproc, endpoint.c), then sends -1 and sleeps: every item,
+ * the -1 included, reaches the parent while it sleeps — in order, none
+ * left held — and the call then returns the count. */
+static void held_items_case(const char *backend) {
+  struct ts t;
+  struct ts_exit ex;
+  struct ts_call r;
+  int64_t args[3] = {300, TS_MAX_ITEMS - 100, 5};
+  uint64_t t0, t1;
+  size_t i, n;
+  actor *a;
+
+  ts_start(&t);
+  a = pyh_spawn(&t, "pyactors:main", backend, ACTOR_SUBINT_ISOLATED, &ex);
+  ts_wait(&t, &ex.hello, 10000);
+  TH_OK(ts_call_ints(a, "burst_then_nap", args, 3, &r, NULL));
+  while (r.nitems == 0 && !r.done)
+    uv_run(&t.loop, UV_RUN_ONCE);
+  t0 = th_now_ms();
+  while (!r.done && (r.nitems == 0 || r.items[r.nitems - 1] != -1))
+    uv_run(&t.loop, UV_RUN_ONCE);
+  t1 = th_now_ms();
+  n = r.nitems;
+  print_message("  %s: %zu items, the last %llu ms after the first\n",
+                backend, n, (unsigned long long)(t1 - t0));
+  /* The sentinel came while the generator sleeps (5 s): nothing waited
+   * for it to resume. */
+  assert_false(r.done);
+  assert_true(n >= 2 && n < TS_MAX_ITEMS);
+  for (i = 0; i + 1 < n; i++)
+    assert_int_equal(r.items[i], (int64_t)i);
+  ts_wait(&t, &r.done, 20000);
+  TH_OK(r.status);
+  assert_int_equal(r.value, (int64_t)(n - 1));
+  assert_int_equal(r.nitems, n);
+  assert_true(r.order_ok);
+  ts_call_fini(&r);
+  stops_cleanly(&t, a, &ex);
+  ts_finish(&t);
+}
+
+static void pyactor_fast_stream_items_all_arrive_before_it_pauses_on_subproc(
+    void **state) {
+  held_items_case("subproc");
+}
+
+static void pyactor_fast_stream_items_all_arrive_before_it_pauses_on_subint(
+    void **state) {
+  held_items_case("subint");
+}
+
+/* The parent answers each item of the call with item + 1. */
+struct pinger {
+  struct ts_call r;
+  actor_call *c;
+};
+
+static void pinger_cb(actor_call *c, int ev, int status, const char *data,
+                      size_t len, void *arg) {
+  struct pinger *p = arg;
+  char b[16];
+  ts_call_cb(c, ev, status, data, len, &p->r);
+  if (ev == ACTOR_EV_ITEM)
+    TH_OK(actor_call_send(c, b, ts_pack_int(b, sizeof(b),
+                                            ts_unpack_int(data, len) + 1)));
+}
+
+/* A duplex call that sends an item and then waits for the parent's answer
+ * to it, 3,000 times: an item is never held while its call waits for
+ * input (the answer depends on it), so the exchange goes on at the pace
+ * of the round trips and ends with every answer right. */
+static void ping_case(const char *backend) {
+  struct ts t;
+  struct ts_exit ex;
+  struct pinger p;
+  char b[16];
+  uint64_t t0;
+  actor *a;
+
+  ts_start(&t);
+  a = pyh_spawn(&t, "pyactors:main", backend, ACTOR_SUBINT_ISOLATED, &ex);
+  ts_wait(&t, &ex.hello, 10000);
+  ts_call_init(&p.r);
+  t0 = th_now_ms();
+  TH_OK(actor_call_start(a, "ping_parent", b, ts_pack_int(b, sizeof(b), 3000),
+                         pinger_cb, &p, &p.c));
+  ts_wait(&t, &p.r.done, 60000);
+  print_message("  %s: 3000 child-driven exchanges in %llu ms\n", backend,
+                (unsigned long long)(th_now_ms() - t0));
+  TH_OK(p.r.status);
+  assert_int_equal(p.r.value, 3000);
+  assert_int_equal(p.r.nitems, 3000);
+  ts_call_fini(&p.r);
+  stops_cleanly(&t, a, &ex);
+  ts_finish(&t);
+}
+
+static void pyactor_duplex_item_leaves_before_its_call_waits_on_subproc(
+    void **state) {
+  ping_case("subproc");
+}
+
+/* 300 calls sent at once, then one that sleeps: the answers of calls
+ * with others queued behind them are held and sent together (subproc),
+ * but none waits for the sleeper — all 300 arrive, right, while it still
+ * sleeps (3 s). */
+static void pyactor_answers_in_flight_never_wait_behind_a_long_call(
+    void **state) {
+  enum { N = 300 };
+  struct ts t;
+  struct ts_exit ex;
+  struct ts_call *r = calloc(N + 1, sizeof(*r));
+  int64_t v[2];
+  uint64_t t0;
+  int i, done;
+  actor *a;
+
+  assert_non_null(r);
+  ts_start(&t);
+  a = pyh_spawn(&t, "pyactors:main", "subproc", 0, &ex);
+  ts_wait(&t, &ex.hello, 10000);
+  t0 = th_now_ms();
+  for (i = 0; i < N; i++) {
+    v[0] = i;
+    v[1] = 1000;
+    TH_OK(ts_call_ints(a, "add", v, 2, &r[i], NULL));
+  }
+  v[0] = 3;
+  TH_OK(ts_call_ints(a, "nap", v, 1, &r[N], NULL));
+  do {
+    uv_run(&t.loop, UV_RUN_ONCE);
+    for (done = 0, i = 0; i < N; i++)
+      done += r[i].done;
+  } while (done < N && !r[N].done);
+  print_message("  %d answers in %llu ms\n", done,
+                (unsigned long long)(th_now_ms() - t0));
+  assert_false(r[N].done);
+  for (i = 0; i < N; i++) {
+    TH_OK(r[i].status);
+    assert_int_equal(r[i].value, i + 1000);
+  }
+  ts_wait(&t, &r[N].done, 20000);
+  TH_OK(r[N].status);
+  for (i = 0; i <= N; i++)
+    ts_call_fini(&r[i]);
+  free(r);
+  stops_cleanly(&t, a, &ex);
+  ts_finish(&t);
+}
+
 static int run_all(void) {
   const struct CMUnitTest tests[] = {
       TH_TEST_T(pyactor_threads_sending_at_once_lose_nothing_on_subint, 120),
@@ -813,6 +966,13 @@ static int run_all(void) {
       TH_TEST(pyactor_items_for_a_call_that_waits_are_kept_on_subint),
       TH_TEST(pyactor_items_for_a_call_that_waits_are_kept_on_subproc),
       TH_TEST(pyactor_cancel_of_a_call_that_waits_is_kept),
+      TH_TEST_T(pyactor_fast_stream_items_all_arrive_before_it_pauses_on_subproc,
+                60),
+      TH_TEST_T(pyactor_fast_stream_items_all_arrive_before_it_pauses_on_subint,
+                60),
+      TH_TEST_T(pyactor_duplex_item_leaves_before_its_call_waits_on_subproc,
+                120),
+      TH_TEST_T(pyactor_answers_in_flight_never_wait_behind_a_long_call, 60),
   };
   return cmocka_run_group_tests_name("pyactor", tests, ts_group_setup, NULL);
 }

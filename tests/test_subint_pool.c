@@ -19,6 +19,8 @@
 
 /* Internal: spawns served from the pool so far. */
 unsigned long actor__subint_pool_taken(void);
+/* Internal: has making an interpreter of `mode` failed (refill stopped)? */
+int actor__subint_pool_failed(int mode);
 
 /* Poll `cond` every millisecond (the pool works on threads of its own, not
  * on the loop); the watchdog bounds it. */
@@ -463,6 +465,127 @@ static void subint_pool_python_finalize_with_parked_interpreters_is_clean(
   exit_case("finalize");
 }
 
+/* ---- preloaded modules ------------------------------------------------------- */
+
+static void seen_case(struct ts *t, int mode, const char *name, char *out,
+                      size_t n, int from_pool) {
+  struct ts_exit ex;
+  struct ts_call r;
+  unsigned long taken = actor__subint_pool_taken();
+  actor_opts *o = pyh_opts("poolpre:main", "subint", mode, 1);
+  actor *a;
+  TH_OK(actor_opts_set_name(o, name));
+  a = pyh_spawn_opts(t, o, &ex);
+  assert_int_equal(actor__subint_pool_taken(), taken + (from_pool ? 1 : 0));
+  TH_OK(ts_call_ints(a, "seen", NULL, 0, &r, NULL));
+  ts_wait(t, &r.done, 10000);
+  TH_OK(r.status);
+  snprintf(out, n, "%s", r.str);
+  stop_and_wait(t, a, &ex);
+}
+
+/* The entry module of an actor taken from the pool was imported before
+ * the actor existed (libactor_child unbound: name ""), once; the actor
+ * then runs it bound to itself (its body is not run again).  A cold spawn
+ * imports it at its start. */
+static void preload_case(int mode) {
+  const char *paths[] = {getenv("LIBACTOR_TEST_PYDIR"), NULL};
+  const char *mods[] = {"poolpre", NULL};
+  char seen[256];
+  struct ts t;
+
+  TH_OK(actor_subint_pool_preload(mode, paths, mods));
+  TH_OK(actor_subint_pool_set(mode, 1));
+  WAIT_UNTIL(actor_subint_pool_count(mode) == 1);
+  ts_start(&t);
+  seen_case(&t, mode, "warm-one", seen, sizeof(seen), 1);
+  assert_string_equal(seen, "|warm-one");
+  /* Without the pool: the actor's own start imports it. */
+  TH_OK(actor_subint_pool_set(mode, 0));
+  seen_case(&t, mode, "cold-one", seen, sizeof(seen), 0);
+  assert_string_equal(seen, "cold-one|cold-one");
+  TH_OK(actor_subint_pool_preload(mode, NULL, NULL));
+  drain_all();
+  ts_finish(&t);
+}
+
+static void subint_pool_isolated_preload_imports_the_entry_ahead_of_the_actor(
+    void **state) {
+  preload_case(ACTOR_SUBINT_ISOLATED);
+}
+
+static void subint_pool_legacy_preload_imports_the_entry_ahead_of_the_actor(
+    void **state) {
+  preload_case(ACTOR_SUBINT_LEGACY);
+}
+
+/* Interpreters parked before a preload are remade with it; clearing it
+ * remakes them without. */
+static void subint_pool_preload_remakes_what_was_parked(void **state) {
+  const char *paths[] = {getenv("LIBACTOR_TEST_PYDIR"), NULL};
+  const char *mods[] = {"poolpre", NULL};
+  char seen[256];
+  struct ts t;
+
+  TH_OK(actor_subint_pool_set(ACTOR_SUBINT_ISOLATED, 1));
+  WAIT_UNTIL(actor_subint_pool_count(ACTOR_SUBINT_ISOLATED) == 1);
+  TH_OK(actor_subint_pool_preload(ACTOR_SUBINT_ISOLATED, paths, mods));
+  ts_start(&t);
+  /* The old one is retired at once; the refill parks a preloaded one. */
+  assert_int_equal(actor_subint_pool_count(ACTOR_SUBINT_ISOLATED), 0);
+  WAIT_UNTIL(actor_subint_pool_count(ACTOR_SUBINT_ISOLATED) == 1);
+  seen_case(&t, ACTOR_SUBINT_ISOLATED, "pre", seen, sizeof(seen), 1);
+  assert_string_equal(seen, "|pre");
+  WAIT_UNTIL(actor_subint_pool_count(ACTOR_SUBINT_ISOLATED) == 1);
+  TH_OK(actor_subint_pool_preload(ACTOR_SUBINT_ISOLATED, NULL, NULL));
+  WAIT_UNTIL(actor_subint_pool_count(ACTOR_SUBINT_ISOLATED) == 1);
+  seen_case(&t, ACTOR_SUBINT_ISOLATED, "plain", seen, sizeof(seen), 1);
+  assert_string_equal(seen, "plain|plain");
+  drain_all();
+  ts_finish(&t);
+}
+
+/* A module that fails to import stops the refill of that mode (spawns
+ * take the cold path and work), until the next _set or _preload. */
+static void subint_pool_failed_preload_stops_the_refill_spawns_go_cold(
+    void **state) {
+  const char *paths[] = {getenv("LIBACTOR_TEST_PYDIR"), NULL};
+  const char *bad[] = {"poolpre_bad", NULL};
+  char seen[256];
+  struct ts t;
+
+  TH_OK(actor_subint_pool_preload(ACTOR_SUBINT_ISOLATED, paths, bad));
+  TH_OK(actor_subint_pool_set(ACTOR_SUBINT_ISOLATED, 2));
+  WAIT_UNTIL(actor__subint_pool_failed(ACTOR_SUBINT_ISOLATED));
+  assert_int_equal(actor_subint_pool_count(ACTOR_SUBINT_ISOLATED), 0);
+  ts_start(&t);
+  seen_case(&t, ACTOR_SUBINT_ISOLATED, "cold", seen, sizeof(seen), 0);
+  assert_string_equal(seen, "cold|cold");
+  /* A new preload clears the failure: the refill works again. */
+  TH_OK(actor_subint_pool_preload(ACTOR_SUBINT_ISOLATED, NULL, NULL));
+  assert_false(actor__subint_pool_failed(ACTOR_SUBINT_ISOLATED));
+  WAIT_UNTIL(actor_subint_pool_count(ACTOR_SUBINT_ISOLATED) == 2);
+  drain_all();
+  ts_finish(&t);
+}
+
+static void subint_pool_preload_refuses_bad_input(void **state) {
+  const char *empty[] = {"", NULL};
+  const char *many[66];
+  int i;
+  for (i = 0; i < 65; i++)
+    many[i] = "m";
+  many[65] = NULL;
+  TH_ERR(actor_subint_pool_preload(7, NULL, NULL), -EINVAL);
+  TH_ERR(actor_subint_pool_preload(ACTOR_SUBINT_ISOLATED, empty, NULL),
+         -EINVAL);
+  TH_ERR(actor_subint_pool_preload(ACTOR_SUBINT_ISOLATED, NULL, empty),
+         -EINVAL);
+  TH_ERR(actor_subint_pool_preload(ACTOR_SUBINT_LEGACY, NULL, many), -EINVAL);
+  TH_OK(actor_subint_pool_preload(ACTOR_SUBINT_LEGACY, NULL, NULL));
+  assert_int_equal(actor_subint_pool_threads(), 0);
+}
+
 static int run_all(void) {
   const struct CMUnitTest tests[] = {
       TH_TEST(subint_pool_set_refuses_bad_mode_and_size),
@@ -477,6 +600,11 @@ static int run_all(void) {
       TH_TEST(subint_pool_forked_child_starts_with_an_empty_pool),
       TH_TEST(subint_pool_process_exit_with_parked_interpreters_is_clean),
       TH_TEST(subint_pool_python_finalize_with_parked_interpreters_is_clean),
+      TH_TEST(subint_pool_isolated_preload_imports_the_entry_ahead_of_the_actor),
+      TH_TEST(subint_pool_legacy_preload_imports_the_entry_ahead_of_the_actor),
+      TH_TEST(subint_pool_preload_remakes_what_was_parked),
+      TH_TEST(subint_pool_failed_preload_stops_the_refill_spawns_go_cold),
+      TH_TEST(subint_pool_preload_refuses_bad_input),
   };
   return cmocka_run_group_tests_name("subint_pool", tests, ts_group_setup,
                                      NULL);

@@ -677,6 +677,24 @@ ACTOR_EXTERN int actor_subint_pool_count(int mode);
  * count for actor_subint_thread_count(), which counts the threads running
  * actors.  0: the pool has nothing left in the process.  Any thread. */
 ACTOR_EXTERN int actor_subint_pool_threads(void);
+/* What the pool's interpreters of `mode` import before they park (the
+ * warm pool's counterpart of a fork server's preload): each one made from
+ * now on prepends `paths` to its sys.path and imports `modules` (both
+ * NULL-terminated, at most 64 each; NULL or empty: none), so that an actor
+ * whose entry module is among them starts without importing it (most of a
+ * warm spawn: docs/backends.md, "Warm pool").  The modules are imported
+ * ahead of the actor, once per parked interpreter, with libactor_child
+ * loaded but not bound to an actor (its name is "" and its calls raise
+ * RuntimeError until the actor starts): their import-time effects happen
+ * then, and the parked interpreter holds them (memory).  The actor's own
+ * paths still come first on sys.path.  Interpreters parked before the call
+ * are retired and remade.  A preload that fails (the traceback goes to
+ * stderr) stops the refill of that mode until the next
+ * actor_subint_pool_set or _preload.  Process-wide, any thread.  0,
+ * -EINVAL (mode; more than 64 entries; an empty string), -ENOMEM,
+ * ACTOR_EUNAVAIL (the core library). */
+ACTOR_EXTERN int actor_subint_pool_preload(int mode, const char *const *paths,
+                                           const char *const *modules);
 
 /* Does CPython still refuse fork() from a sub-interpreter?  Runs the
  * experiment in a sacrificial process: a sub-interpreter on a thread forks,

@@ -161,6 +161,8 @@ typedef struct actor_evq_event {
  int actor_subint_pool_set(int mode, int size);
  int actor_subint_pool_count(int mode);
  int actor_subint_pool_threads(void);
+ int actor_subint_pool_preload(int mode, const char *const *paths,
+                                           const char *const *modules);
  int actor_subint_fork_probe(int *blocked, char *evidence,
                                          size_t len);
 typedef int (*actor_fn)(actor_ctx *x, const char *args, size_t len,

@@ -32,11 +32,14 @@
  *    before it starts to wait still returns to Python, where the injected
  *    exception lands. */
 #include <errno.h>
+#include <linux/futex.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "proto/codec.h"
 #include "py/py.h"
@@ -64,7 +67,11 @@ struct actor__py_inbox {
   size_t limit; /* the watcher pauses while this many bytes wait */
   pthread_mutex_t mu;
   pthread_cond_t cv;  /* messages filed, token released, wake-ups */
-  pthread_cond_t wcv; /* the watcher's */
+  /* The watcher sleeps on this futex word, not on a condition variable:
+   * a condition variable's wait re-takes `mu` marked contended, so the
+   * unlock after every timed look was a second syscall (a FUTEX_WAKE for
+   * nobody).  Bumped under mu to wake it. */
+  atomic_uint wseq;
 
   /* under mu */
   struct actor__py_msg *head, *tail; /* CALL, STOP, malformed frames */
@@ -88,6 +95,7 @@ struct actor__py_inbox {
   uint64_t inj_gen; /* an injection is due for call generation inj_gen */
   int killed;   /* the runtime's interrupt went in: never replaced */
   int users;    /* threads inside _next or a write (GIL released) */
+  uint64_t seen_items; /* the watcher's: ep->nitems at its last look */
 
   /* the watcher */
   pthread_t watcher;
@@ -120,6 +128,53 @@ static unsigned long self_tid(void) {
   return PyThread_get_thread_ident();
 }
 
+/* The watcher, with mu held, before it sleeps or reads until `until_ns`
+ * (0: no deadline): send what is held, and let the endpoint hold stream
+ * items from now on only if it wakes within ACTOR__PY_HOLD_MS.  While
+ * items flow (sent since its last look) or some are still held, it wakes
+ * every ACTOR__PY_HOLD_MS to send them: the deadline it returns. */
+static uint64_t watcher_publish(struct actor__py_inbox *ib,
+                                uint64_t until_ns) {
+  uint64_t items = atomic_load(&ib->ep->nitems);
+  uint64_t soon;
+  size_t left;
+  if (!ib->ep->can_hold)
+    return until_ns;
+  soon = now_ns() + ACTOR__PY_HOLD_MS * 1000000ull;
+  if (items != ib->seen_items && !ib->quit &&
+      (until_ns == 0 || until_ns > soon))
+    until_ns = soon; /* a stream: come back to send what it holds */
+  ib->seen_items = items;
+  left = actor__py_ep_flush_until(ib->ep, until_ns);
+  if (left != 0 && (until_ns == 0 || until_ns > soon)) {
+    until_ns = soon;
+    if (left != SIZE_MAX)
+      (void)actor__py_ep_flush_until(ib->ep, until_ns);
+  }
+  return until_ns;
+}
+
+/* With mu held: wake the watcher if it sleeps (or is about to). */
+static void watcher_wake(struct actor__py_inbox *ib) {
+  atomic_fetch_add(&ib->wseq, 1);
+  syscall(SYS_futex, &ib->wseq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* The watcher, with mu held: sleep until watcher_wake or `until_ns`
+ * (CLOCK_MONOTONIC; 0: no deadline); mu is held again on return.  One
+ * syscall per sleep: the word is read under mu, so a wake-up between the
+ * unlock and the wait makes the wait return at once (EAGAIN). */
+static void watcher_sleep(struct actor__py_inbox *ib, uint64_t until_ns) {
+  unsigned seq = atomic_load(&ib->wseq);
+  struct timespec ts;
+  until_ns = watcher_publish(ib, until_ns);
+  ts = at_ns(until_ns);
+  pthread_mutex_unlock(&ib->mu);
+  syscall(SYS_futex, &ib->wseq, FUTEX_WAIT_BITSET_PRIVATE, seq,
+          until_ns != 0 ? &ts : NULL, NULL, FUTEX_BITSET_MATCH_ANY);
+  pthread_mutex_lock(&ib->mu);
+}
+
 /* ---- life ---------------------------------------------------------------- */
 
 struct actor__py_inbox *actor__py_inbox_new(struct actor__py_ep *ep,
@@ -140,11 +195,11 @@ struct actor__py_inbox *actor__py_inbox_new(struct actor__py_ep *ep,
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&ib->cv, &ca);
-  pthread_cond_init(&ib->wcv, &ca);
   pthread_condattr_destroy(&ca);
   actor__idmap_init(&ib->calls);
   actor__buf_init(&ib->in);
   atomic_init(&ib->nmain, 0);
+  atomic_init(&ib->wseq, 0);
   ib->parsed_tail = &ib->parsed;
   return ib;
 }
@@ -208,7 +263,6 @@ int actor__py_inbox_free(struct actor__py_inbox *ib) {
   actor__buf_fini(&ib->in);
   pthread_mutex_destroy(&ib->mu);
   pthread_cond_destroy(&ib->cv);
-  pthread_cond_destroy(&ib->wcv);
   actor__py_ep_fini(ib->ep);
   free(ib->ep);
   free(ib);
@@ -444,7 +498,7 @@ int actor__py_inbox_next(struct actor__py_inbox *ib, uint32_t cid,
   uint64_t deadline = 0, now;
   struct actor__py_msg **head, **tail;
   struct callq *q;
-  int r, tried = 0, inject, left;
+  int r, tried = 0, inject, left, flushed = 0;
 
   *out = NULL;
   if (timeout_ms > 0)
@@ -489,6 +543,18 @@ int actor__py_inbox_next(struct actor__py_inbox *ib, uint32_t cid,
     if ((timeout_ms == 0 && tried) || (timeout_ms > 0 && now >= deadline)) {
       r = -ETIMEDOUT;
       break;
+    }
+    if (timeout_ms != 0 && !flushed && atomic_load(&ib->ep->nheld) != 0) {
+      /* About to wait: what this actor holds goes first (the parent may
+       * be waiting for it to answer).  Not before: with calls queued,
+       * their answers go together.  Once: what other threads hold from
+       * now on is the watcher's to send (a thread streaming all along
+       * must not keep this one from its wait). */
+      flushed = 1;
+      pthread_mutex_unlock(&ib->mu);
+      (void)actor__py_ep_flush(ib->ep);
+      pthread_mutex_lock(&ib->mu);
+      continue;
     }
     if (!ib->reading) {
       /* Nobody reads: this thread does (a waiting serve() reads the next
@@ -584,7 +650,7 @@ int actor__py_inbox_begin(struct actor__py_inbox *ib, uint32_t cid,
     ib->begins++;
     ib->fired = 0;
     if (ib->watcher_idle)
-      pthread_cond_signal(&ib->wcv);
+      watcher_wake(ib);
   }
   pthread_mutex_unlock(&ib->mu);
   if (r == ACTOR_ECANCELED)
@@ -670,7 +736,6 @@ static void watcher_inject(struct actor__py_inbox *ib) {
 static void *watcher_main(void *arg) {
   struct actor__py_inbox *ib = arg;
   uint64_t seen = 0, now, due_at;
-  struct timespec ts;
   int inject;
 
   pthread_mutex_lock(&ib->mu);
@@ -680,14 +745,13 @@ static void *watcher_main(void *arg) {
       if (ib->begins == seen) {
         /* No call since the last look: sleep until one starts. */
         ib->watcher_idle = 1;
-        pthread_cond_wait(&ib->wcv, &ib->mu);
+        watcher_sleep(ib, 0);
         ib->watcher_idle = 0;
       } else {
         /* Calls come and go: look again a grace period later rather than
          * have every start signal us. */
         seen = ib->begins;
-        ts = at_ns(now + ACTOR__PY_WATCH_GRACE_MS * 1000000ull);
-        pthread_cond_timedwait(&ib->wcv, &ib->mu, &ts);
+        watcher_sleep(ib, now + ACTOR__PY_WATCH_GRACE_MS * 1000000ull);
       }
       continue;
     }
@@ -695,7 +759,7 @@ static void *watcher_main(void *arg) {
     if (ib->eof) {
       /* Nothing more will come (and the call was told): sleep until the
        * stop, even if the call never ends (an actor abandoned in C). */
-      pthread_cond_wait(&ib->wcv, &ib->mu);
+      watcher_sleep(ib, 0);
       continue;
     }
     due_at = ib->run_start_ns + ACTOR__PY_WATCH_GRACE_MS * 1000000ull;
@@ -703,15 +767,16 @@ static void *watcher_main(void *arg) {
       /* Not yet; or the call reads for itself; or enough waits already
        * (the parent then feels backpressure, and a STOP waits behind it:
        * the runtime's interrupt is the backstop). */
-      ts = at_ns(now < due_at ? due_at : now + WATCH_RECHECK_MS * 1000000ull);
-      pthread_cond_timedwait(&ib->wcv, &ib->mu, &ts);
+      watcher_sleep(ib, now < due_at ? due_at
+                                     : now + WATCH_RECHECK_MS * 1000000ull);
       continue;
     }
     ib->reading = 1;
     ib->watcher_reading = 1;
+    due_at = watcher_publish(ib, now + WATCH_READ_MS * 1000000ull);
     pthread_mutex_unlock(&ib->mu);
     inject = 0;
-    fill(ib, WATCH_READ_MS, &inject);
+    fill(ib, (int)((due_at - now + 999999) / 1000000), &inject);
     pthread_mutex_lock(&ib->mu);
     ib->reading = 0;
     ib->watcher_reading = 0;
@@ -763,7 +828,7 @@ void actor__py_inbox_stop(struct actor__py_inbox *ib) {
   ib->quit = 1;
   wr = ib->reading;
   pthread_cond_broadcast(&ib->cv);
-  pthread_cond_signal(&ib->wcv);
+  watcher_wake(ib);
   pthread_mutex_unlock(&ib->mu);
   if (wr)
     ib->ep->wake(ib->ep);
@@ -773,6 +838,9 @@ void actor__py_inbox_stop(struct actor__py_inbox *ib) {
      * or delete its thread state. */
     Py_BEGIN_ALLOW_THREADS;
     pthread_join(ib->watcher, NULL);
+    /* Nobody flushes from now on: nothing is held after this. */
+    (void)actor__py_ep_flush_until(ib->ep, 0);
+    (void)actor__py_ep_flush(ib->ep);
     Py_END_ALLOW_THREADS;
   }
   pthread_mutex_lock(&ib->mu); /* _inject reads it under mu */

@@ -167,8 +167,14 @@ def _fail(cid, e, tb):
         msg = "the actor is stopping" if _libactor.stopping() else "call cancelled"
     if tb:
         import traceback
-        tb = traceback.format_exc()
+        tb = "".join(traceback.format_exception(e))
     _libactor.send_error(cid, _errtype(e), msg, tb or "")
+
+
+def _failed(cid, e):
+    """A call served by _libactor.serve_calls raised e (neither the
+    runtime's interrupt nor an exit): the call's ERROR, as in _run."""
+    _fail(cid, e, not isinstance(e, (Cancelled, FrameTooBig, TooDeep)))
 
 
 def _drive(cid, gen):
@@ -233,12 +239,11 @@ def serve(functions):
     """Serve calls to `functions` (a dict: name -> callable) until the
     parent stops the actor (returns) or goes away (EOFError)."""
     functions = dict(functions)
-    while True:
-        m = _wait(0)
-        if m[0] == STOP:
-            break
-        if m[0] == CALL:
-            _run(functions, m[1], m[2], m[3])
+    # The loop is in C (_libactor.serve_calls: a call costs no Python frame
+    # of its own); it comes back here when woken without a message, so that
+    # an injected exception lands, and returns False at STOP.
+    while _libactor.serve_calls(functions, _run, _failed, _drive):
+        pass
     # Calls that arrived after STOP are cancelled, not dropped.
     try:
         while True:

@@ -49,6 +49,11 @@ typedef struct {
   int bmu_ok;
   struct sendbuf *spare;
   int nspare;
+  /* serve_calls: the last function name, decoded (a call to the same
+   * function as the one before needs no new str, and its hash is known) */
+  PyObject *fname;
+  char fname_bytes[64];
+  size_t fname_len;
 } modstate;
 
 static modstate *mod_state(PyObject *m) { return PyModule_GetState(m); }
@@ -91,6 +96,7 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg) {
   Py_VISIT(st->cancelled);
   Py_VISIT(st->too_big);
   Py_VISIT(st->too_deep);
+  Py_VISIT(st->fname);
   return 0;
 }
 
@@ -101,6 +107,7 @@ static int mod_clear(PyObject *m) {
   Py_CLEAR(st->cancelled);
   Py_CLEAR(st->too_big);
   Py_CLEAR(st->too_deep);
+  Py_CLEAR(st->fname);
   return 0;
 }
 
@@ -177,15 +184,17 @@ static int buf_write(void *data, const char *p, size_t n) {
   return actor__buf_append(data, p, n) ? -1 : 0;
 }
 
-/* Write whole frames with the GIL released (the endpoint serialises
- * writers).  0, or -1 with an exception. */
-static int mod_write(modstate *st, const struct abuf *out) {
+/* Write whole frames, no GIL held (the endpoint serialises writers). */
+static int mod_write_nogil(modstate *st, const struct abuf *out) {
   int r;
-  Py_BEGIN_ALLOW_THREADS;
   actor__py_inbox_enter(st->ib);
   r = st->ep->write(st->ep, actor__buf_data(out), out->len);
   actor__py_inbox_leave(st->ib);
-  Py_END_ALLOW_THREADS;
+  return r;
+}
+
+/* A write's result as Python sees it: 0, or -1 with an exception. */
+static int write_result(int r) {
   if (r == ACTOR_ECLOSED) {
     PyErr_SetString(PyExc_EOFError, "the parent is gone");
     return -1;
@@ -198,7 +207,22 @@ static int mod_write(modstate *st, const struct abuf *out) {
   return 0;
 }
 
-static int mod_send(modstate *st, int kind, uint32_t id, PyObject *value) {
+/* Write whole frames with the GIL released.  0, or -1 with an
+ * exception. */
+static int mod_write(modstate *st, const struct abuf *out) {
+  int r;
+  Py_BEGIN_ALLOW_THREADS;
+  r = mod_write_nogil(st, out);
+  Py_END_ALLOW_THREADS;
+  return write_result(r);
+}
+
+/* Encode and send (or hold) one frame.  With `defer`, a frame that is
+ * neither held nor refused is left in *defer for the caller to write (and
+ * sendbuf_give) with the GIL released anyway: serve_calls writes an answer
+ * and waits for the next call in one release of the GIL. */
+static int mod_send_ex(modstate *st, int kind, uint32_t id, PyObject *value,
+                       struct sendbuf **defer) {
   struct actor__msg m;
   struct sendbuf *b;
   msgpack_packer pk;
@@ -236,10 +260,31 @@ static int mod_send(modstate *st, int kind, uint32_t id, PyObject *value) {
     PyErr_NoMemory();
     goto out;
   }
+  if (kind == ACTOR__MSG_ITEM ||
+      (kind == ACTOR__MSG_RETURN && actor__py_inbox_pending(st->ib))) {
+    atomic_fetch_add(&st->ep->nitems, 1);
+    /* A fast stream's items wait for the next flush (endpoint.c): no
+     * send(), and no GIL release, per item.  So does the answer of a call
+     * with more calls already waiting behind it (calls in flight): the
+     * serving thread sends it with theirs, or the watcher within
+     * ACTOR__PY_HOLD_MS; an answer with nothing behind it goes at once. */
+    if (actor__py_ep_hold(st->ep, actor__buf_data(&b->out), b->out.len)) {
+      rc = 0;
+      goto out;
+    }
+  }
+  if (defer != NULL) {
+    *defer = b;
+    return 0;
+  }
   rc = mod_write(st, &b->out);
 out:
   sendbuf_give(st, b);
   return rc;
+}
+
+static int mod_send(modstate *st, int kind, uint32_t id, PyObject *value) {
+  return mod_send_ex(st, kind, id, value, NULL);
 }
 
 static int get_id(PyObject *o, uint32_t *id) {
@@ -532,6 +577,224 @@ static PyObject *mod_call(PyObject *m, PyObject *const *args, Py_ssize_t n) {
   return res;
 }
 
+/* ---- serving, in C --------------------------------------------------------
+ *
+ * serve()'s loop, for the common case, without a Python frame per call
+ * (the loop, the message tuple, _run and _invoke were ~5,000 of a
+ * round trip's 12,800 instructions): read the next CALL, look its function
+ * up, run it as the call (begin/end, as call() does), drive a generator
+ * through libactor_child._drive, send the RETURN.  Anything unusual is
+ * libactor_child's: a duplex function, an unknown one or arguments that
+ * did not convert go to `run` (_run); an exception to `failed` (its
+ * ERROR), except an interrupt, an exit or EOFError, which end serve(). */
+
+/* The call's function and arguments as a call; a new reference or NULL. */
+static PyObject *call_with(PyObject *fn, PyObject *args) {
+  if (args == Py_None)
+    return PyObject_CallNoArgs(fn);
+  if (PyList_CheckExact(args))
+    return PyObject_Vectorcall(fn, PySequence_Fast_ITEMS(args),
+                               (size_t)PyList_GET_SIZE(args), NULL);
+  if (PyDict_CheckExact(args)) {
+    PyObject *none = PyTuple_New(0), *r;
+    if (none == NULL)
+      return NULL;
+    r = PyObject_Call(fn, none, args);
+    Py_DECREF(none);
+    return r;
+  }
+  return PyObject_CallOneArg(fn, args);
+}
+
+/* Run CALL `msg`.  0, or -1 with an exception that ends serve().  Its
+ * RETURN may be left in *answer, for the caller to write. */
+static int serve_one(modstate *st, const struct actor__py_msg *msg,
+                     PyObject *functions, PyObject *run, PyObject *failed,
+                     PyObject *drive, struct sendbuf **answer) {
+  PyObject *fname = NULL, *args = NULL, *fn, *d = NULL, *res = NULL, *exc;
+  int r, stopping, rc = -1, dup;
+
+  args = msg_value(st, msg);
+  if (args == NULL)
+    return -1;
+  if (st->fname != NULL && msg->fn != NULL && msg->fn_len == st->fname_len &&
+      memcmp(msg->fn, st->fname_bytes, msg->fn_len) == 0) {
+    fname = Py_NewRef(st->fname); /* the same function as last time */
+  } else {
+    fname = PyUnicode_DecodeUTF8(msg->fn ? msg->fn : "",
+                                 (Py_ssize_t)msg->fn_len, "replace");
+    if (fname == NULL)
+      goto out;
+    if (msg->fn != NULL && msg->fn_len <= sizeof(st->fname_bytes)) {
+      Py_XSETREF(st->fname, Py_NewRef(fname));
+      memcpy(st->fname_bytes, msg->fn, msg->fn_len);
+      st->fname_len = msg->fn_len;
+    }
+  }
+  fn = PyDict_GetItemWithError(functions, fname); /* borrowed */
+  if (fn == NULL && PyErr_Occurred())
+    goto out;
+  dup = 0;
+  if (fn != NULL) {
+    if (PyObject_GetOptionalAttrString(fn, "_libactor_duplex", &d) < 0)
+      goto out;
+    dup = d != NULL ? PyObject_IsTrue(d) : 0;
+    if (dup < 0)
+      goto out;
+  }
+  if (fn == NULL || dup || PyExceptionInstance_Check(args)) {
+    /* libactor_child._run(functions, cid, fname, args) */
+    PyObject *cid = PyLong_FromUnsignedLong(msg->id), *v;
+    if (cid == NULL)
+      goto out;
+    v = PyObject_CallFunctionObjArgs(run, functions, cid, fname, args, NULL);
+    Py_DECREF(cid);
+    if (v == NULL)
+      goto out;
+    Py_DECREF(v);
+    rc = 0;
+    goto out;
+  }
+  Py_INCREF(fn); /* the dict is the actor's: it may change under the call */
+  r = actor__py_inbox_begin(st->ib, msg->id, &stopping);
+  if (r == ACTOR_ECANCELED) {
+    PyErr_SetString(st->cancelled,
+                    stopping ? "the actor is stopping" : "call cancelled");
+  } else if (r) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "_libactor.serve_calls: another call is running");
+  } else {
+    res = call_with(fn, args);
+    if (res != NULL && PyIter_Check(res)) {
+      /* A generator: its items stream, its return value answers. */
+      int g = PyObject_HasAttrStringWithError(res, "throw");
+      PyObject *v = NULL, *cid;
+      if (g > 0 && (cid = PyLong_FromUnsignedLong(msg->id)) != NULL) {
+        v = PyObject_CallFunctionObjArgs(drive, cid, res, NULL);
+        Py_DECREF(cid);
+      }
+      if (g != 0) {
+        Py_SETREF(res, v);
+      }
+    }
+    /* No bytecode between the return and this: see inbox.c. */
+    actor__py_inbox_end(st->ib);
+  }
+  Py_DECREF(fn);
+  if (res != NULL &&
+      mod_send_ex(st, ACTOR__MSG_RETURN, msg->id, res, answer) == 0) {
+    rc = 0;
+    goto out;
+  }
+  /* The call failed, or its value did not go (FrameTooBig, TooDeep, a
+   * type that does not convert): that call's ERROR, as _run does. */
+  exc = PyErr_GetRaisedException();
+  if (exc == NULL || PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt) ||
+      PyErr_GivenExceptionMatches(exc, PyExc_SystemExit) ||
+      PyErr_GivenExceptionMatches(exc, PyExc_EOFError)) {
+    PyErr_SetRaisedException(exc); /* the runtime's interrupt, an exit, or
+                                      the parent is gone */
+    goto out;
+  } else {
+    PyObject *cid = PyLong_FromUnsignedLong(msg->id), *v = NULL;
+    if (cid != NULL)
+      v = PyObject_CallFunctionObjArgs(failed, cid, exc, NULL);
+    Py_XDECREF(cid);
+    Py_DECREF(exc);
+    if (v == NULL)
+      goto out;
+    Py_DECREF(v);
+    rc = 0;
+  }
+out:
+  Py_XDECREF(res);
+  Py_XDECREF(d);
+  Py_XDECREF(fname);
+  Py_XDECREF(args);
+  return rc;
+}
+
+/* serve_calls(functions, run, failed, drive) -> False after STOP, True when
+ * woken without a message (the caller's loop is then a bytecode boundary,
+ * where an injected exception lands).  EOFError when the parent is gone;
+ * whatever serve() must not swallow propagates. */
+static PyObject *mod_serve_calls(PyObject *m, PyObject *const *args,
+                                 Py_ssize_t n) {
+  modstate *st = mod_state(m);
+  struct actor__py_msg *msg;
+  struct sendbuf *answer = NULL;
+  int r, wr, kind;
+
+  if (n != 4 || !PyDict_Check(args[0])) {
+    PyErr_SetString(PyExc_TypeError,
+                    "serve_calls(functions: dict, run, failed, drive)");
+    return NULL;
+  }
+  if (!mod_bound(st))
+    return NULL;
+  for (;;) {
+    msg = NULL;
+    wr = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    if (answer != NULL)
+      wr = mod_write_nogil(st, &answer->out);
+    r = wr == 0 ? actor__py_inbox_next(st->ib, 0, -1, &msg) : 0;
+    Py_END_ALLOW_THREADS;
+    if (answer != NULL) {
+      sendbuf_give(st, answer);
+      answer = NULL;
+      if (write_result(wr))
+        return NULL; /* EOFError: the parent is gone */
+    }
+    switch (r) {
+    case 0:
+      break;
+    case ACTOR__PY_INJECT:
+      actor__py_inbox_inject(st->ib);
+      Py_RETURN_TRUE;
+    case -ETIMEDOUT:
+      if (PyErr_CheckSignals() < 0)
+        return NULL;
+      Py_RETURN_TRUE;
+    case ACTOR_ECLOSED:
+      PyErr_SetString(PyExc_EOFError, "the parent is gone");
+      return NULL;
+    default:
+      errno = r < 0 && r > -4096 ? -r : EIO;
+      return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    kind = msg->kind;
+    if (msg->flags & ACTOR__PY_MSG_BAD) {
+      PyObject *o = msg_to_py(st, msg); /* raises the protocol error */
+      actor__py_msg_free(msg);
+      Py_XDECREF(o);
+      return NULL;
+    }
+    if (kind == ACTOR__MSG_STOP) {
+      actor__py_msg_free(msg);
+      Py_RETURN_FALSE;
+    }
+    r = kind == ACTOR__MSG_CALL ? serve_one(st, msg, args[0], args[1],
+                                            args[2], args[3], &answer)
+                                : 0;
+    actor__py_msg_free(msg);
+    /* Between calls, as serve()'s loop would: a signal's handler runs. */
+    if (r == 0 && PyErr_CheckSignals() < 0)
+      r = -1;
+    if (r) {
+      if (answer != NULL) {
+        /* The call was answered: its answer goes, whatever ends serve(). */
+        PyObject *exc = PyErr_GetRaisedException();
+        (void)mod_write(st, &answer->out);
+        PyErr_Clear();
+        sendbuf_give(st, answer);
+        PyErr_SetRaisedException(exc);
+      }
+      return NULL;
+    }
+  }
+}
+
 /* forget(id): call `id` is answered without running; its queue goes
  * (call() drops it itself). */
 static PyObject *mod_forget(PyObject *m, PyObject *idobj) {
@@ -558,6 +821,9 @@ static PyMethodDef mod_methods[] = {
     {"pending", mod_pending, METH_NOARGS, "pending() -> bool"},
     {"call", (PyCFunction)(void (*)(void))mod_call, METH_FASTCALL,
      "call(id, f, *args) -> f(*args), cancellable"},
+    {"serve_calls", (PyCFunction)(void (*)(void))mod_serve_calls,
+     METH_FASTCALL,
+     "serve_calls(functions, run, failed, drive) -> False after STOP"},
     {"forget", mod_forget, METH_O, "forget(id)"},
     {"stopping", mod_stopping, METH_NOARGS, "stopping() -> bool"},
     {"send_return", (PyCFunction)(void (*)(void))mod_send_return,
@@ -727,6 +993,20 @@ static int prepend_paths(char *const *paths) {
       return -1;
     }
     Py_DECREF(s);
+  }
+  return 0;
+}
+
+int actor__py_preload(char *const *paths, char *const *modules) {
+  PyObject *m;
+  size_t i;
+  if (prepend_paths(paths))
+    return -1;
+  for (i = 0; modules != NULL && modules[i] != NULL; i++) {
+    m = PyImport_ImportModule(modules[i]);
+    if (m == NULL)
+      return -1;
+    Py_DECREF(m);
   }
   return 0;
 }

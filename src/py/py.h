@@ -12,6 +12,7 @@
 #include <Python.h>
 #include <msgpack.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "libactor/actor.h"
@@ -55,11 +56,43 @@ struct actor__py_ep {
   struct actor__inproc *ip; /* inproc */
   int fd;                   /* socket */
   int wakefd;               /* socket: an eventfd that ends a poll */
+  /* Held stream items (socket only; see actor__py_ep_hold).  Under wmu,
+   * except `nheld` (also read without it, as a hint). */
+  int can_hold;
+  struct abuf *held;
+  atomic_size_t nheld;      /* bytes in `held` */
+  uint64_t flush_by;        /* 0, or when the watcher flushes next */
+  atomic_uint_fast64_t nitems; /* ITEM frames sent, for the watcher */
 };
 /* 0, or -errno (the socket's eventfd).  actor__py_ep_fini after use. */
 int actor__py_ep_inproc(struct actor__py_ep *ep, struct actor__inproc *ip);
 int actor__py_ep_socket(struct actor__py_ep *ep, int fd);
 void actor__py_ep_fini(struct actor__py_ep *ep);
+
+/* Holding frames.  One send() per item was most of a Python actor's
+ * stream (0.38 M items/s): an ITEM frame — or a RETURN with more calls
+ * queued behind it (calls in flight) — may instead wait in `held` when
+ * someone is due to send it soon: the inbox's watcher, which wakes every
+ * ACTOR__PY_HOLD_MS while frames are being held (inbox.c).  Every other
+ * write sends the held bytes first, in the same send(), so frames keep
+ * their order; so does a thread about to wait for input.  Nothing is
+ * held past `flush_by`, which is never more than ACTOR__PY_HOLD_MS
+ * ahead.
+ *
+ * _hold: with the caller's GIL held and without waiting (a trylock):
+ * 1 when the frame is held, 0 when the caller must write it. */
+#define ACTOR__PY_HOLD_MS 1
+#define ACTOR__PY_HOLD_MAX (32 * 1024)
+int actor__py_ep_hold(struct actor__py_ep *ep, const char *p, size_t n);
+/* Send what is held without blocking (MSG_DONTWAIT) and make `flush_by`
+ * the next flush (0: nobody will; nothing is held from now on until the
+ * next call with a deadline).  Returns the bytes still held (the socket
+ * was full), or SIZE_MAX when a writer had wmu (nothing done: come back
+ * within ACTOR__PY_HOLD_MS).  The caller may hold the inbox's mutex; it
+ * never waits here. */
+size_t actor__py_ep_flush_until(struct actor__py_ep *ep, uint64_t flush_by);
+/* Send what is held, blocking.  No GIL held.  0 or an error as write. */
+int actor__py_ep_flush(struct actor__py_ep *ep);
 
 /* ---- the inbox and the watcher (inbox.c) -----------------------------------
  * What the parent sends, filed for the Python code that waits for it, and
@@ -223,6 +256,10 @@ int actor__py_run_actor(struct actor__py_run *run);
  * frame limit are the actor's, set when it runs; guard_exits is fixed
  * here. */
 PyObject *actor__py_prepare(const char *backend, int guard_exits);
+/* After actor__py_prepare (the warm pool's preload): prepend `paths` to
+ * sys.path and import `modules` (NULL-terminated; either may be NULL).
+ * 0, or -1 with an exception set. */
+int actor__py_preload(char *const *paths, char *const *modules);
 /* For a fork server, before it imports its preloads: install _libactor
  * and libactor_child unbound (their calls raise RuntimeError), so that a
  * preloaded module can `import libactor_child`.  In each forked child,

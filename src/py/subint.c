@@ -322,6 +322,8 @@ struct pooled {
   struct pooled *next;
   pthread_t thread;
   int mode;
+  unsigned gen;               /* pool.gen[mode] when it was started */
+  char **paths, **modules;    /* its copy of the preload */
   int retire;                 /* under pool.mu */
   struct subint_shared *sh;   /* under pool.mu: the actor, once taken */
   pthread_cond_t cv;          /* wakes the parked thread */
@@ -335,6 +337,10 @@ static struct {
   int making[2];
   int failed[2]; /* making one failed: stop until the next pool_set */
   struct pooled *list[2];
+  /* actor_subint_pool_preload's, per mode (NULL: none); gen counts the
+   * changes, so that one made under an older preload is not parked. */
+  char **preload_paths[2], **preload_modules[2];
+  unsigned gen[2];
   int threads;
   int refiller;
   uint64_t last_take_ns; /* CLOCK_MONOTONIC */
@@ -344,6 +350,7 @@ static struct {
 static atomic_ulong pool_taken; /* spawns served from the pool, for tests */
 unsigned long actor__subint_pool_taken(void);
 unsigned long actor__subint_pool_taken(void) { return atomic_load(&pool_taken); }
+int actor__subint_pool_failed(int mode); /* for tests too */
 
 #define POOL_MAX 64
 #define POOL_EXIT_WAIT_S 5 /* ending one takes milliseconds */
@@ -366,6 +373,13 @@ static void pool_thread_gone(void) {
   pthread_mutex_unlock(&pool.mu);
 }
 
+static void vec_free(char **v) {
+  size_t i;
+  for (i = 0; v != NULL && v[i] != NULL; i++)
+    free(v[i]);
+  free(v);
+}
+
 static void *pool_thread(void *arg) {
   struct pooled *p = arg;
   PyThreadState *main_ts, *ts;
@@ -378,8 +392,18 @@ static void *pool_thread(void *arg) {
   ok = interp_new(p->mode, &main_ts, &ts, how, sizeof(how)) == 0;
   if (ok) {
     prepared = actor__py_prepare("subint", p->mode == ACTOR_SUBINT_ISOLATED);
-    if (prepared == NULL) {
-      PyErr_Print();
+    if (prepared == NULL ||
+        actor__py_preload(p->paths, p->modules) != 0) {
+      PyObject *exc = PyErr_GetRaisedException();
+      fprintf(stderr, "libactor: subint pool: %s failed:\n",
+              prepared == NULL ? "loading libactor_child" : "the preload");
+      /* Not PyErr_Print: a preloaded module's SystemExit would end the
+       * process. */
+      if (exc != NULL)
+        PyErr_DisplayException(exc);
+      Py_XDECREF(exc);
+      Py_XDECREF(prepared);
+      prepared = NULL;
       interp_end(ts, main_ts);
       ok = 0;
     } else {
@@ -388,13 +412,19 @@ static void *pool_thread(void *arg) {
   } else {
     fprintf(stderr, "libactor: subint pool: %s\n", how);
   }
+  vec_free(p->paths);
+  vec_free(p->modules);
+  p->paths = p->modules = NULL;
 
   pthread_mutex_lock(&pool.mu);
   pool.making[p->mode]--;
-  if (!ok)
+  if (!ok && p->gen == pool.gen[p->mode])
     pool.failed[p->mode] = 1;
-  else if (pool.parked[p->mode] >= pool.target[p->mode])
-    p->retire = 1; /* drained, or shrunk, while it was being made */
+  else if (!ok)
+    ; /* a preload since replaced: the refill tries the new one */
+  else if (pool.parked[p->mode] >= pool.target[p->mode] ||
+           p->gen != pool.gen[p->mode])
+    p->retire = 1; /* drained, shrunk or preloaded anew while it was made */
   else {
     p->thread = pthread_self(); /* pthread_create may not have stored it */
     p->next = pool.list[p->mode];
@@ -429,6 +459,18 @@ static void *pool_thread(void *arg) {
 }
 
 static void pool_py_atexit_register(void);
+static char **copy_vec(char *const *v);
+
+/* Did copy_vec copy every string of `v` (NULL: nothing to copy)? */
+static int vec_whole(char **c, char **v) {
+  size_t i;
+  if (v == NULL)
+    return 1;
+  for (i = 0; v[i] != NULL; i++)
+    if (c[i] == NULL)
+      return 0;
+  return 1;
+}
 
 /* The refiller: one interpreter at a time, while a mode is short. */
 static void *pool_refiller(void *arg) {
@@ -481,6 +523,19 @@ static void *pool_refiller(void *arg) {
       continue;
     }
     p->mode = mode;
+    p->gen = pool.gen[mode];
+    if ((pool.preload_paths[mode] != NULL &&
+         (p->paths = copy_vec(pool.preload_paths[mode])) == NULL) ||
+        (pool.preload_modules[mode] != NULL &&
+         (p->modules = copy_vec(pool.preload_modules[mode])) == NULL) ||
+        !vec_whole(p->paths, pool.preload_paths[mode]) ||
+        !vec_whole(p->modules, pool.preload_modules[mode])) {
+      vec_free(p->paths);
+      vec_free(p->modules);
+      free(p);
+      pool.failed[mode] = 1;
+      continue;
+    }
     pthread_cond_init(&p->cv, NULL);
     pool.making[mode]++;
     pool.threads++;
@@ -492,6 +547,8 @@ static void *pool_refiller(void *arg) {
       pool.threads--;
       pool.failed[mode] = 1;
       pthread_cond_destroy(&p->cv);
+      vec_free(p->paths);
+      vec_free(p->modules);
       free(p);
       continue;
     }
@@ -648,6 +705,65 @@ int actor_subint_pool_set(int mode, int size) {
   pthread_cond_broadcast(&pool.cv);
   pthread_mutex_unlock(&pool.mu);
   return r;
+}
+
+/* A NULL-terminated vector of at most POOL_PRELOAD_MAX non-empty strings
+ * (NULL: none) copied, in *out (NULL for none).  0, -EINVAL or -ENOMEM. */
+#define POOL_PRELOAD_MAX 64
+static int preload_vec(const char *const *v, char ***out) {
+  size_t n = 0;
+  *out = NULL;
+  if (v == NULL)
+    return 0;
+  for (; v[n] != NULL; n++)
+    if (n >= POOL_PRELOAD_MAX || v[n][0] == '\0')
+      return -EINVAL;
+  if (n == 0)
+    return 0;
+  *out = copy_vec((char *const *)v);
+  if (*out == NULL || !vec_whole(*out, (char **)v)) {
+    vec_free(*out);
+    *out = NULL;
+    return -ENOMEM;
+  }
+  return 0;
+}
+
+int actor_subint_pool_preload(int mode, const char *const *paths,
+                              const char *const *modules) {
+  char **p, **m, **oldp, **oldm;
+  int r;
+
+  if (mode != ACTOR_SUBINT_ISOLATED && mode != ACTOR_SUBINT_LEGACY)
+    return -EINVAL;
+  if ((r = preload_vec(paths, &p)) != 0)
+    return r;
+  if ((r = preload_vec(modules, &m)) != 0) {
+    vec_free(p);
+    return r;
+  }
+  pthread_mutex_lock(&pool.mu);
+  oldp = pool.preload_paths[mode];
+  oldm = pool.preload_modules[mode];
+  pool.preload_paths[mode] = p;
+  pool.preload_modules[mode] = m;
+  pool.gen[mode]++;
+  pool.failed[mode] = 0;
+  /* What is parked was made with the old preload: remade. */
+  pool_retire(mode, 0);
+  pthread_cond_broadcast(&pool.cv);
+  pthread_mutex_unlock(&pool.mu);
+  vec_free(oldp);
+  vec_free(oldm);
+  return 0;
+}
+
+int actor__subint_pool_failed(int mode) {
+  int f;
+  pthread_mutex_lock(&pool.mu);
+  f = pool.failed[mode];
+  pthread_mutex_unlock(&pool.mu);
+  return f;
 }
 
 int actor_subint_pool_count(int mode) {

@@ -47,6 +47,13 @@ int actor_subint_pool_count(int mode) {
   return 0;
 }
 int actor_subint_pool_threads(void) { return 0; }
+int actor_subint_pool_preload(int mode, const char *const *paths,
+                              const char *const *modules) {
+  (void)mode;
+  (void)paths;
+  (void)modules;
+  return ACTOR_EUNAVAIL;
+}
 
 int actor_subint_fork_probe(int *blocked, char *evidence, size_t len) {
   (void)blocked;

@@ -137,6 +137,34 @@ def threads_and_yield(call, nthreads, per_thread):
     return nthreads * per_thread
 
 
+def burst_then_nap(ms, limit, nap_s):
+    """Streams 0, 1, ... as fast as it can for `ms` milliseconds (at most
+    `limit` items), then -1, then sleeps `nap_s` seconds and returns how
+    many it streamed before the -1: everything sent before the nap must
+    reach the parent during it (no item left held)."""
+    end = time.monotonic() + ms / 1000
+    n = 0
+    while n < limit and (n % 64 or time.monotonic() < end):
+        yield n
+        n += 1
+    yield -1
+    time.sleep(nap_s)
+    return n
+
+
+@actor.duplex
+def ping_parent(call, n):
+    """n times: send i, then wait for the parent's answer to it (i + 1),
+    as fast as it can: each item must leave before the call waits."""
+    it = iter(call)
+    for i in range(n):
+        call.send(i)
+        got = next(it)
+        if got != i + 1:
+            raise ValueError("got %r for %r" % (got, i))
+    return n
+
+
 def big_return(n):
     return b"x" * n
 
@@ -200,7 +228,7 @@ FUNCTIONS = {f.__name__: f for f in (
     spin, nap, spin_stubborn, spin_then_return, spin_after_item,
     busy, echo_then_spin, threads_send, threads_and_yield, big_return,
     big_item, nested, depth_of, fail_long, hard_exit, exit_raises,
-    abort_raises)}
+    abort_raises, burst_then_nap, ping_parent)}
 
 
 def main():
