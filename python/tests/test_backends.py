@@ -89,6 +89,34 @@ def test_subint_warm_pool_from_python(rt, mode):
             time.sleep(0.01)
 
 
+@pytest.mark.parametrize("mode", ["isolated", "legacy"])
+def test_subint_warm_pool_preloads_the_entry_module(rt, mode):
+    # tests/py/poolpre.py notes libactor_child.name at its import: "" when
+    # the pool imported it ahead of the actor, the actor's name otherwise.
+    import time
+    from conftest import CHECKOUT
+    pydir = os.path.join(CHECKOUT, "tests", "py")
+    with pytest.raises(TypeError):
+        libactor.subint_pool(mode, preload="poolpre")
+    libactor.subint_pool(mode, 1, preload=["poolpre"], paths=[pydir])
+    try:
+        deadline = time.monotonic() + 30
+        while libactor.subint_pool(mode) < 1:
+            assert time.monotonic() < deadline, "the pool never filled"
+            time.sleep(0.01)
+        a = rt.spawn("poolpre:main", backend="subint", subint_mode=mode,
+                     path=[pydir], name="pre")
+        assert a.call("seen") == "|pre"  # imported parked, runs as "pre"
+        a.stop()
+        a.wait()
+    finally:
+        libactor.subint_pool(mode, 0, preload=[], paths=[])
+        deadline = time.monotonic() + 30
+        while libactor.lib.actor_subint_pool_threads() > 0:
+            assert time.monotonic() < deadline, "parked threads left"
+            time.sleep(0.01)
+
+
 def _ppid(pid):
     with open(f"/proc/{pid}/stat") as f:
         return int(f.read().rsplit(")", 1)[1].split()[1])
