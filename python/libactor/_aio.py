@@ -136,7 +136,13 @@ class _TrioDriver:
                 with trio.move_on_after(t / 1000.0 if t > 0 else 3600):
                     async with trio.open_nursery() as n:
                         async def fd():
-                            await trio.lowlevel.wait_readable(self.fd)
+                            # The runtime may have been freed (its fd
+                            # closed) and this driver detached between the
+                            # start_soon and this task's first step: never
+                            # start waiting on a closed fd (trio's epoll
+                            # fails the whole run with EBADF).
+                            if self.attached:
+                                await trio.lowlevel.wait_readable(self.fd)
                             n.cancel_scope.cancel()
 
                         async def kicked():

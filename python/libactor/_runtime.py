@@ -555,6 +555,11 @@ class Runtime:
                     self._run_nowait()
                     self._poll.poll(10)
         except BaseException:
+            # Detached first: the driver must neither run the loop of a
+            # freed runtime nor wait on its closed fd.
+            if d is not None:
+                d.detach()
+            self._driver = None
             lib.actor_rt_shutdown(self._rt)
             self._closed = True
             self._finish_close()

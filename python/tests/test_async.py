@@ -69,6 +69,24 @@ def test_trio():
     trio.run(main)
 
 
+def test_trio_close_never_leaves_the_driver_waiting_on_a_closed_fd():
+    # aclose() frees the runtime (closing its fd) when the last actor is
+    # gone; trio may run the driver's new wait on that fd after it, which
+    # failed the whole run with TrioInternalError (EBADF) about once in 20
+    # closes.  Many closes, each racing its driver.
+    trio = pytest.importorskip("trio")
+
+    async def main():
+        for i in range(40):
+            async with libactor.Runtime() as rt:
+                a = rt.spawn(ACTORS, backend="subint", path=PATH)
+                b = rt.spawn(program=WORKER)
+                assert await a.start("add", i, 1) == i + 1
+                assert await b.start("add", i, 2) == i + 2
+                assert [x async for x in a.start("count", 3)] == [0, 1, 2]
+    trio.run(main)
+
+
 def test_awaiting_a_blocking_runtime_is_a_clear_error(rt):
     a = rt.spawn(program=WORKER)
 
