@@ -308,7 +308,13 @@ static void busy_on_sigint(uv_signal_t *h, int signum) {
 
 static void busy_timer_cb(uv_timer_t *h) { *(int *)h->data = 1; }
 
-static void *noop_thread(void *arg) { return arg; }
+/* Its kernel thread id: a joined thread can still be listed in
+ * /proc/self/task for a moment (pthread_join returns when the thread has
+ * finished, before the kernel has released it). */
+static void *noop_thread(void *arg) {
+  *(pid_t *)arg = gettid();
+  return NULL;
+}
 
 static int task_count(void) {
   DIR *d = opendir("/proc/self/task");
@@ -320,6 +326,36 @@ static int task_count(void) {
     n += e->d_name[0] != '.';
   closedir(d);
   return n;
+}
+
+/* Each thread of this process, its name and where it waits, on stderr. */
+static void print_tasks(void) {
+  DIR *d = opendir("/proc/self/task");
+  struct dirent *e;
+  char p[300], comm[64], wchan[64];
+  FILE *f;
+  while (d != NULL && (e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.')
+      continue;
+    comm[0] = wchan[0] = '\0';
+    snprintf(p, sizeof(p), "/proc/self/task/%s/comm", e->d_name);
+    if ((f = fopen(p, "r")) != NULL) {
+      if (fgets(comm, sizeof(comm), f) == NULL)
+        comm[0] = '\0';
+      fclose(f);
+    }
+    snprintf(p, sizeof(p), "/proc/self/task/%s/wchan", e->d_name);
+    if ((f = fopen(p, "r")) != NULL) {
+      if (fgets(wchan, sizeof(wchan), f) == NULL)
+        wchan[0] = '\0';
+      fclose(f);
+    }
+    comm[strcspn(comm, "\n")] = '\0';
+    fprintf(stderr, "busy_host: thread %s \"%s\" waits in %s\n", e->d_name,
+            comm, wchan);
+  }
+  if (d != NULL)
+    closedir(d);
 }
 
 /* The host: BUSY_N actors each in a pure-Python loop inside a called
@@ -338,13 +374,21 @@ static int helper_busy_host(int argc, char **argv) {
   actor_opts *o;
   actor *a[BUSY_N];
   int i, serving = 0, waited = 0, tasks0;
+  pid_t first = 0;
+  char gone[64];
   pthread_t th;
 
   (void)argc;
   /* A first thread, so that helpers a runtime starts with it (TSan's
    * background thread) are in the count before it is taken. */
-  if (pthread_create(&th, NULL, noop_thread, NULL) || pthread_join(th, NULL))
+  if (pthread_create(&th, NULL, noop_thread, &first) ||
+      pthread_join(th, NULL))
     return 2;
+  /* Counted once it is gone from /proc, or tasks0 counts it and a host
+   * that ends clean looks one thread short (status 17). */
+  snprintf(gone, sizeof(gone), "/proc/self/task/%d", (int)first);
+  for (i = 0; i < 2000 && access(gone, F_OK) == 0; i++)
+    usleep(1000);
   tasks0 = task_count();
   uv_loop_init(&loop);
   if (actor_rt_new(&g_rt, &loop))
@@ -411,8 +455,10 @@ static int helper_busy_host(int argc, char **argv) {
    * is still caught). */
   for (i = 0; i < 200 && task_count() != tasks0; i++)
     usleep(10 * 1000);
-  if (task_count() != tasks0)
+  if (task_count() != tasks0) {
+    print_tasks(); /* which one stayed, for the report */
     return 17;
+  }
   if (write(fd, "C", 1) != 1)
     return 6;
   return 0;
