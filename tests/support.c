@@ -2,6 +2,7 @@
 #include "support.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <msgpack.h>
 #include <signal.h>
@@ -118,7 +119,10 @@ void ts_on_hello(actor *a, int status, void *arg) {
 }
 
 actor *ts_spawn(struct ts *t, const char *helper, struct ts_exit *ex) {
-  actor_opts *o = ts_opts(helper);
+  return ts_spawn_opts(t, ts_opts(helper), ex);
+}
+
+actor *ts_spawn_opts(struct ts *t, actor_opts *o, struct ts_exit *ex) {
   actor *a;
   memset(ex, 0, sizeof(*ex));
   TH_OK(actor_opts_on_exit(o, ts_on_exit, ex));
@@ -126,6 +130,46 @@ actor *ts_spawn(struct ts *t, const char *helper, struct ts_exit *ex) {
   TH_OK(actor_spawn(t->rt, o, &a));
   actor_opts_free(o);
   return a;
+}
+
+/* One line of /proc/PID/task/TID/<name>, newline dropped ("" if none). */
+static void ts_task_line(int pid, const char *tid, const char *name,
+                         char *buf, size_t len) {
+  char p[320];
+  FILE *f;
+  buf[0] = '\0';
+  if (pid > 0)
+    snprintf(p, sizeof(p), "/proc/%d/task/%s/%s", pid, tid, name);
+  else
+    snprintf(p, sizeof(p), "/proc/self/task/%s/%s", tid, name);
+  if ((f = fopen(p, "r")) != NULL) {
+    if (fgets(buf, (int)len, f) == NULL)
+      buf[0] = '\0';
+    fclose(f);
+  }
+  buf[strcspn(buf, "\n")] = '\0';
+}
+
+void ts_print_threads(int pid, const char *who) {
+  char p[64], stat[512], wchan[64];
+  struct dirent *e;
+  DIR *d;
+
+  if (pid > 0)
+    snprintf(p, sizeof(p), "/proc/%d/task", pid);
+  else
+    snprintf(p, sizeof(p), "/proc/self/task");
+  d = opendir(p);
+  while (d != NULL && (e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.')
+      continue;
+    ts_task_line(pid, e->d_name, "stat", stat, sizeof(stat));
+    ts_task_line(pid, e->d_name, "wchan", wchan, sizeof(wchan));
+    fprintf(stderr, "%s: thread %s: %s; waits in %s\n", who, e->d_name, stat,
+            wchan);
+  }
+  if (d != NULL)
+    closedir(d);
 }
 
 size_t ts_pack_int(char *buf, size_t cap, int64_t v) {

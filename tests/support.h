@@ -44,6 +44,12 @@ void ts_on_exit(actor *a, void *arg);   /* arg: struct ts_exit * */
 void ts_on_hello(actor *a, int status, void *arg);
 /* Spawn helper `helper` with exit/hello recorders; asserts success. */
 actor *ts_spawn(struct ts *t, const char *helper, struct ts_exit *ex);
+/* The same with options made by the caller (freed here). */
+actor *ts_spawn_opts(struct ts *t, actor_opts *o, struct ts_exit *ex);
+/* Each thread of process `pid` (0: this one): its id, state line or name,
+ * and where it waits, on stderr, prefixed with `who` (a report on a
+ * process that should have ended, or a thread that should have gone). */
+void ts_print_threads(int pid, const char *who);
 
 #define TS_MAX_ITEMS 20000
 struct ts_call {

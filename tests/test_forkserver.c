@@ -75,18 +75,8 @@ static actor_opts *fs_opts_c(const char *entry) {
   return o;
 }
 
-static actor *fs_spawn_o(struct ts *t, actor_opts *o, struct ts_exit *ex) {
-  actor *a;
-  memset(ex, 0, sizeof(*ex));
-  TH_OK(actor_opts_on_exit(o, ts_on_exit, ex));
-  TH_OK(actor_opts_on_hello(o, ts_on_hello, ex));
-  TH_OK(actor_spawn(t->rt, o, &a));
-  actor_opts_free(o);
-  return a;
-}
-
 static actor *fs_spawn_c(struct ts *t, struct ts_exit *ex) {
-  return fs_spawn_o(t, fs_opts_c("fs_entry"), ex);
+  return ts_spawn_opts(t, fs_opts_c("fs_entry"), ex);
 }
 
 /* Call fn with ints and wait for its answer. */
@@ -122,35 +112,11 @@ static int pid_gone(int pid) {
   return gone;
 }
 
-/* A process that should have ended and has not: each thread's state and
- * where it waits (for the report), then SIGKILL, so that it cannot outlive
- * the test and hold the test's output pipes open. */
+/* A process that should have ended and has not: its threads (for the
+ * report), then SIGKILL, so that it cannot outlive the test and hold the
+ * test's output pipes open. */
 static void kill_survivor(int pid) {
-  char p[320], buf[512];
-  FILE *f;
-  DIR *d;
-  struct dirent *e;
-
-  snprintf(p, sizeof(p), "/proc/%d/task", pid);
-  d = opendir(p);
-  while (d != NULL && (e = readdir(d)) != NULL) {
-    if (e->d_name[0] == '.')
-      continue;
-    snprintf(p, sizeof(p), "/proc/%d/task/%s/stat", pid, e->d_name);
-    if ((f = fopen(p, "r")) != NULL) {
-      if (fgets(buf, sizeof(buf), f) != NULL)
-        print_message("  survivor thread: %s", buf);
-      fclose(f);
-    }
-    snprintf(p, sizeof(p), "/proc/%d/task/%s/wchan", pid, e->d_name);
-    if ((f = fopen(p, "r")) != NULL) {
-      if (fgets(buf, sizeof(buf), f) != NULL)
-        print_message("    waits in %s\n", buf);
-      fclose(f);
-    }
-  }
-  if (d != NULL)
-    closedir(d);
+  ts_print_threads(pid, "survivor");
   kill(pid, SIGKILL);
 }
 
@@ -280,7 +246,7 @@ static void forkserver_cwd_is_the_spawns_and_checked_first(void **state) {
   TH_ERR(actor_spawn(t.rt, o, &a), -ENOENT);
   assert_non_null(strstr(actor_rt_errmsg(t.rt), "working directory"));
   TH_OK(actor_opts_set_cwd(o, "/"));
-  a = fs_spawn_o(&t, o, &ex);
+  a = ts_spawn_opts(&t, o, &ex);
   TH_OK(ts_call_str(a, "cwd", "", &r));
   ts_wait(&t, &r.done, 5000);
   TH_OK(r.status);
@@ -327,7 +293,7 @@ static void forkserver_stdio_capture_c_entry(void **state) {
   TH_OK(actor_opts_set_stdio(o, 1, ACTOR_STDIO_CAPTURE));
   TH_OK(actor_opts_set_stdio(o, 2, ACTOR_STDIO_CAPTURE));
   TH_OK(actor_opts_on_output(o, fs_on_output, &out));
-  a = fs_spawn_o(&t, o, &ex);
+  a = ts_spawn_opts(&t, o, &ex);
   assert_int_equal(fs_call(&t, a, "say", &n, 1, 0), 1000);
   actor_stop(a);
   ts_wait(&t, &ex.exited, 5000);
@@ -376,7 +342,7 @@ static void forkserver_cancel_escalation_on_child_ignoring_sigterm(
   (void)state;
 
   ts_start(&t);
-  a = fs_spawn_o(&t, fs_opts_c("fs_entry"), &ex);
+  a = ts_spawn_opts(&t, fs_opts_c("fs_entry"), &ex);
   /* It answers, then blocks its loop with SIGTERM ignored. */
   assert_int_equal(fs_call(&t, a, "stubborn", NULL, 0, 0), 1);
   t0 = th_now_ms();
@@ -584,7 +550,7 @@ static void fs_cycles(int n, actor_opts *(*mk)(void), int python) {
   ts_start(&t);
   if (python)
     fs_py_server_setup(&t);
-  a = fs_spawn_o(&t, mk(), &ex);
+  a = ts_spawn_opts(&t, mk(), &ex);
   fs_call(&t, a, "add", v, 2, 0);
   actor_stop(a);
   ts_wait(&t, &ex.exited, 5000);
@@ -594,7 +560,7 @@ static void fs_cycles(int n, actor_opts *(*mk)(void), int python) {
   rss0 = proc_rss_kib(spid);
   t0 = th_now_ms();
   for (i = 0; i < n; i++) {
-    a = fs_spawn_o(&t, mk(), &ex);
+    a = ts_spawn_opts(&t, mk(), &ex);
     v[0] = i;
     assert_int_equal(fs_call(&t, a, "add", v, 2, 0), i + 1);
     actor_stop(a);
@@ -627,7 +593,7 @@ static void forkserver_500_cycles_leak_nothing(void **state) {
  * are C entries, the bystander one too. */
 static actor *fs_fault_spawn(struct ts *t, const char *kind,
                              struct ts_exit *ex) {
-  return fs_spawn_o(t,
+  return ts_spawn_opts(t,
                     fs_opts_c(strcmp(kind, "rogue_no_hello") == 0
                                   ? "fs_entry_no_hello"
                                   : "fs_entry"),
@@ -660,7 +626,7 @@ static void forkserver_bad_c_entry_fails_cleanly(void **state) {
   (void)state;
 
   ts_start(&t);
-  fs_spawn_o(&t, fs_opts_c("no_such_function"), &ex);
+  ts_spawn_opts(&t, fs_opts_c("no_such_function"), &ex);
   ts_wait(&t, &ex.exited, 5000);
   assert_true(ex.hello < 0);
   assert_non_null(strstr(ex.reason, "no_such_function"));
@@ -690,7 +656,7 @@ static void forkserver_python_entry_without_python_fails_cleanly(
   TH_OK(actor_opts_new(&o));
   TH_OK(actor_opts_set_backend(o, "forkserver"));
   TH_OK(actor_opts_set_entry(o, "nope:main"));
-  fs_spawn_o(&t, o, &ex);
+  ts_spawn_opts(&t, o, &ex);
   ts_wait(&t, &ex.exited, 5000);
   assert_true(ex.hello < 0);
   assert_non_null(strstr(ex.reason, "without Python"));
@@ -748,7 +714,7 @@ static void fs_py_kind(int subint, int mode) {
   fs_py_server(&t);
   o = fs_opts_py(subint, mode);
   TH_OK(actor_opts_add_env(o, "FS_TEST_VAR=hello"));
-  a = fs_spawn_o(&t, o, &ex);
+  a = ts_spawn_opts(&t, o, &ex);
   assert_int_equal(fs_call(&t, a, "add", v, 2, 0), 42);
   assert_int_equal(actor_pid(a), (int)fs_call(&t, a, "pid", NULL, 0, 0));
   /* Inherited from the server: the module it imported ahead of time, in
@@ -799,7 +765,7 @@ static actor *fs_spawn_py_captured(struct ts *t, struct fs_out *out,
   o = fs_opts_py(0, 0);
   TH_OK(actor_opts_set_stdio(o, 1, ACTOR_STDIO_CAPTURE));
   TH_OK(actor_opts_on_output(o, fs_on_output, out));
-  return fs_spawn_o(t, o, ex);
+  return ts_spawn_opts(t, o, ex);
 }
 
 static void forkserver_python_stdout_captured(void **state) {
@@ -857,7 +823,7 @@ static void forkserver_python_after_c_starts_cpython_in_the_server(
   c = fs_spawn_c(&t, &cx);
   assert_int_equal(fs_call(&t, c, "add", v, 2, 0), 42);
   spid = actor_rt_forkserver_pid(t.rt);
-  p = fs_spawn_o(&t, fs_opts_py(0, 0), &px);
+  p = ts_spawn_opts(&t, fs_opts_py(0, 0), &px);
   assert_int_equal(fs_call(&t, p, "add", v, 2, 0), 42);
   assert_int_equal(fs_call(&t, p, "is_main", NULL, 0, 0), 1);
   assert_int_equal(actor_rt_forkserver_pid(t.rt), spid); /* the same one */
@@ -877,7 +843,7 @@ static void forkserver_python_after_c_starts_cpython_in_the_server(
 static void fs_expect_py_start_failure(struct ts *t, char *reason,
                                        size_t len) {
   struct ts_exit px;
-  fs_spawn_o(t, fs_opts_py(0, 0), &px);
+  ts_spawn_opts(t, fs_opts_py(0, 0), &px);
   ts_wait(t, &px.exited, 10000);
   assert_true(px.exited);
   assert_true(px.hello < 0);
@@ -918,7 +884,7 @@ static void fs_py_sigint_idle(int subint, int mode) {
 
   ts_start(&t);
   fs_py_server(&t);
-  a = fs_spawn_o(&t, fs_opts_py(subint, mode), &ex);
+  a = ts_spawn_opts(&t, fs_opts_py(subint, mode), &ex);
   fs_call(&t, a, "pid", NULL, 0, 0);
   ts_run_for(&t, 50); /* idle in serve() */
   assert_int_equal(kill(actor_pid(a), SIGINT), 0);
@@ -988,7 +954,7 @@ static void forkserver_python_child_busy_in_bytecode_ends_on_sigint(
   FS_SKIP_UNDER_TSAN();
   ts_start(&t);
   fs_py_server(&t);
-  actor *a = fs_spawn_o(&t, fs_opts_py(0, 0), &ex);
+  actor *a = ts_spawn_opts(&t, fs_opts_py(0, 0), &ex);
   pid = (int)fs_call(&t, a, "pid", NULL, 0, 0);
   TH_OK(ts_call_ints(a, "spin", NULL, 0, &s, NULL));
   ts_run_for(&t, 100); /* spinning */
@@ -1027,7 +993,7 @@ static void forkserver_orphaned_python_child_ends_on_sigint(void **state) {
   unlink(marker);
   ts_start(&t);
   fs_py_server(&t);
-  actor *a = fs_spawn_o(&t, fs_opts_py(0, 0), &ex);
+  actor *a = ts_spawn_opts(&t, fs_opts_py(0, 0), &ex);
   TH_OK(ts_call_str(a, "orphan_me", marker, &r));
   ts_wait(&t, &r.done, 5000);
   TH_OK(r.status);
@@ -1074,11 +1040,11 @@ static void forkserver_spawn_while_subint_actors_alive(void **state) {
     TH_OK(actor_opts_set_entry(o, "fsactors:main"));
     TH_OK(actor_opts_add_path(o, getenv("LIBACTOR_TEST_PYDIR")));
     TH_OK(actor_opts_set_deadlines(o, 20000, 2000, 2000, 2000));
-    s[i] = fs_spawn_o(&t, o, &sx[i]);
+    s[i] = ts_spawn_opts(&t, o, &sx[i]);
     assert_int_equal(fs_call(&t, s[i], "add", v, 2, 0), 3);
   }
   for (i = 0; i < 3; i++) {
-    f[i] = fs_spawn_o(&t, i == 2 ? fs_opts_c("fs_entry")
+    f[i] = ts_spawn_opts(&t, i == 2 ? fs_opts_c("fs_entry")
                                  : fs_opts_py(i, ACTOR_SUBINT_ISOLATED),
                       &fx[i]);
     assert_int_equal(fs_call(&t, f[i], "add", v, 2, 0), 3);

@@ -365,15 +365,7 @@ static int helper_tree_host(int argc, char **argv) {
 /* ======================================================================== */
 
 static actor *spawn_iso(struct ts *t, struct ts_exit *ex, actor_opts *o) {
-  actor *a;
-  if (o == NULL)
-    o = ts_opts("iso");
-  memset(ex, 0, sizeof(*ex));
-  TH_OK(actor_opts_on_exit(o, ts_on_exit, ex));
-  TH_OK(actor_opts_on_hello(o, ts_on_hello, ex));
-  TH_OK(actor_spawn(t->rt, o, &a));
-  actor_opts_free(o);
-  return a;
+  return ts_spawn_opts(t, o != NULL ? o : ts_opts("iso"), ex);
 }
 
 /* Call fn(arg) and wait for the answer. */

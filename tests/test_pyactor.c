@@ -328,36 +328,6 @@ static int task_count(void) {
   return n;
 }
 
-/* Each thread of this process, its name and where it waits, on stderr. */
-static void print_tasks(void) {
-  DIR *d = opendir("/proc/self/task");
-  struct dirent *e;
-  char p[300], comm[64], wchan[64];
-  FILE *f;
-  while (d != NULL && (e = readdir(d)) != NULL) {
-    if (e->d_name[0] == '.')
-      continue;
-    comm[0] = wchan[0] = '\0';
-    snprintf(p, sizeof(p), "/proc/self/task/%s/comm", e->d_name);
-    if ((f = fopen(p, "r")) != NULL) {
-      if (fgets(comm, sizeof(comm), f) == NULL)
-        comm[0] = '\0';
-      fclose(f);
-    }
-    snprintf(p, sizeof(p), "/proc/self/task/%s/wchan", e->d_name);
-    if ((f = fopen(p, "r")) != NULL) {
-      if (fgets(wchan, sizeof(wchan), f) == NULL)
-        wchan[0] = '\0';
-      fclose(f);
-    }
-    comm[strcspn(comm, "\n")] = '\0';
-    fprintf(stderr, "busy_host: thread %s \"%s\" waits in %s\n", e->d_name,
-            comm, wchan);
-  }
-  if (d != NULL)
-    closedir(d);
-}
-
 /* The host: BUSY_N actors each in a pure-Python loop inside a called
  * function, the default deadlines, SIGINT -> actor_rt_close on the loop.
  * argv: backend, mode, fd to report on.  Reports 'R' when all are busy,
@@ -456,7 +426,7 @@ static int helper_busy_host(int argc, char **argv) {
   for (i = 0; i < 200 && task_count() != tasks0; i++)
     usleep(10 * 1000);
   if (task_count() != tasks0) {
-    print_tasks(); /* which one stayed, for the report */
+    ts_print_threads(0, "busy_host"); /* which one stayed */
     return 17;
   }
   if (write(fd, "C", 1) != 1)
