@@ -400,7 +400,10 @@ static void evq_call_timeout_leaves_the_call_in_flight_and_wait_finishes_it(
    * of the queue. */
   while (actor_evq_next(q, &ev)) /* the hello */
     ;
-  alen = args1(args, sizeof(args), 1);
+  /* (A nap long enough that no stall of this thread between the send and
+   * the poll of that one non-blocking run lets the answer in: a 1 ms nap
+   * did once under ASan on the loaded machine.) */
+  alen = args1(args, sizeof(args), 300);
   assert_int_equal(actor_evq_call(q, a, "nap", args, alen, 0, 0, &ev, &c),
                    -ETIMEDOUT);
   wait_any_event(&t, q, 10000);
